@@ -1,0 +1,5 @@
+"""``python -m ctinstrument``: see ``ctinstrument.cli``."""
+
+from ctinstrument.cli import main
+
+main()

@@ -1,0 +1,167 @@
+"""The functions instrumented code calls: do the least possible work and hand over.
+
+Each probe finds the calling thread's shadow stack, appends one record to the recorder's
+buffer (a single ``list.append``, so records of different threads never interleave inside
+one logical event) and returns.  A probe never raises into the program: failures are
+counted and reported once by the recorder.  While recording is off (``_enabled`` false) a
+probe costs one global check.
+
+Shadow frames are lists ``[function_id, last_line, last_site]``.  A frame left without a
+probe (a 3.10 ``yield from`` suspension, a ``throw()`` into a suspended generator) is
+repaired by ``_resync``, which keeps calls and returns balanced.
+
+The probes are bound into ``builtins`` under the names in ``rewriter.PROBE_NAMES`` so that
+instrumented code reaches them by name (cacheable bytecode, see PITFALLS.md).
+"""
+
+import builtins
+
+from . import rewriter
+
+_enabled = False
+_recorder = None
+_sites = []
+_functions = []
+_stacks = {}
+_buffer = []
+_append = _buffer.append
+_limit = 1 << 14
+_encode = None
+_get_ident = None
+_sent_variable = 0
+_lost_return = None
+
+
+def bind(recorder):
+    """Route every probe to ``recorder`` and switch recording on."""
+    global _recorder, _sites, _functions, _stacks, _buffer, _append, _limit, _encode
+    global _get_ident, _sent_variable, _lost_return, _enabled
+    _recorder = recorder
+    _sites = recorder.sites
+    _functions = recorder.functions
+    _stacks = recorder.stacks
+    _buffer = recorder.buffer
+    _append = _buffer.append
+    _limit = recorder.buffer_limit
+    _encode = recorder.encoder.encode
+    _get_ident = recorder.get_ident
+    _sent_variable = recorder.variable_id("<sent>")
+    _lost_return = {"Return": {"return_value": recorder.encoder.lost_frame_value()}}
+    for name, probe in zip(rewriter.PROBE_NAMES, (step, call, return_, unwind, yield_, resume)):
+        setattr(builtins, name, probe)
+    _enabled = True
+
+
+def disable():
+    """Switch recording off; probes stay callable and return at once."""
+    global _enabled
+    _enabled = False
+
+
+def _resync(tid, fid):
+    """Return the shadow frame of ``fid`` on ``tid``'s stack, repairing the stack if needed."""
+    stack = _stacks.get(tid)
+    if stack is None:
+        stack = _stacks[tid] = []
+    floor = 1 if stack and stack[0][0] == 0 else 0
+    for index in range(len(stack) - 1, floor - 1, -1):
+        if stack[index][0] == fid:
+            while len(stack) > index + 1:
+                stack.pop()
+                _append((tid, _lost_return))
+            return stack[index]
+    _append((tid, (_functions[fid][0], {"Call": {"function_id": fid, "args": []}})))
+    frame = [fid, -1, -1]
+    stack.append(frame)
+    return frame
+
+
+def step(site):
+    if not _enabled:
+        return
+    try:
+        fid, line, event = _sites[site]
+        tid = _get_ident()
+        stack = _stacks.get(tid)
+        frame = stack[-1] if stack else None
+        if frame is None or frame[0] != fid:
+            frame = _resync(tid, fid)
+        if line != frame[1] or site <= frame[2]:
+            frame[1] = line
+            _append((tid, event))
+            if len(_buffer) > _limit:
+                _recorder.flush()
+        frame[2] = site
+    except Exception:
+        _recorder.probe_failed()
+
+
+def call(fid, args):
+    if not _enabled:
+        return
+    try:
+        entry, arg_ids = _functions[fid]
+        tid = _get_ident()
+        encoded = [{"variable_id": v, "value": _encode(a)} for v, a in zip(arg_ids, args)]
+        stack = _stacks.get(tid)
+        if stack is None:
+            stack = _stacks[tid] = []
+        _append((tid, (entry, {"Call": {"function_id": fid, "args": encoded}})))
+        stack.append([fid, -1, -1])
+    except Exception:
+        _recorder.probe_failed()
+
+
+def _leave(value, fid):
+    tid = _get_ident()
+    stack = _stacks.get(tid)
+    if not stack or stack[-1][0] != fid:
+        _resync(tid, fid)
+        stack = _stacks[tid]
+    stack.pop()
+    _append((tid, {"Return": {"return_value": _encode(value)}}))
+    if len(_buffer) > _limit:
+        _recorder.flush()
+
+
+def return_(value, fid):
+    if not _enabled:
+        return
+    try:
+        _leave(value, fid)
+    except Exception:
+        _recorder.probe_failed()
+
+
+def unwind(exception, fid):
+    if not _enabled:
+        return
+    try:
+        _leave(exception, fid)
+    except Exception:
+        _recorder.probe_failed()
+
+
+def yield_(value, fid):
+    if not _enabled:
+        return
+    try:
+        _leave(value, fid)
+    except Exception:
+        _recorder.probe_failed()
+
+
+def resume(sent, fid):
+    if not _enabled:
+        return
+    try:
+        entry, _ = _functions[fid]
+        tid = _get_ident()
+        args = [{"variable_id": _sent_variable, "value": _encode(sent)}]
+        stack = _stacks.get(tid)
+        if stack is None:
+            stack = _stacks[tid] = []
+        _append((tid, (entry, {"Call": {"function_id": fid, "args": args}})))
+        stack.append([fid, -1, -1])
+    except Exception:
+        _recorder.probe_failed()

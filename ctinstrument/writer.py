@@ -1,0 +1,93 @@
+"""Events -> trace directory (FORMAT.md): streaming ``trace.json`` and the files beside it.
+
+``trace.json`` is written as ``[`` then one event per line, in batches; ``close`` writes the
+closing ``]``.  A run killed before ``close`` leaves every flushed line readable.  The writer
+sees only (thread, event) records whose events are pre-encoded bytes or orjson-ready objects;
+it inserts ``ThreadStart``/``ThreadSwitch`` when consecutive records come from different
+threads.  It never touches Python objects of the program.
+"""
+
+import os
+import shutil
+
+import orjson
+
+from .errors import UsageError
+
+
+def prepare_out_dir(path):
+    """Create ``path`` if needed and check it can hold a trace; raises UsageError otherwise."""
+    path = os.path.abspath(path)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise UsageError("--out-dir %s exists and is not a directory" % path)
+    try:
+        os.makedirs(path, exist_ok=True)
+        probe = os.path.join(path, ".ctinstrument-write-test")
+        with open(probe, "wb"):
+            pass
+        os.remove(probe)
+    except OSError as exc:
+        raise UsageError("cannot write the trace to %s: %s" % (path, exc.strerror or exc))
+    return path
+
+
+class TraceWriter:
+    """Streams events into ``out_dir/trace.json`` and writes the other files on ``close``."""
+
+    def __init__(self, out_dir):
+        self.out_dir = out_dir
+        self.events_written = 0
+        self._thread_numbers = {}
+        self._last_thread = None
+        self._file = open(os.path.join(out_dir, "trace.json"), "wb")
+        self._file.write(b"[\n")
+        self._first = True
+        self._copied = set()
+
+    def write(self, records):
+        """Append ``records`` (pairs of thread ident or None, event) to ``trace.json``."""
+        lines = []
+        dumps = orjson.dumps
+        numbers = self._thread_numbers
+        for thread, event in records:
+            if thread is not None and thread != self._last_thread:
+                number = numbers.get(thread)
+                if number is None:
+                    number = numbers[thread] = len(numbers) + 1
+                    if number > 1:
+                        lines.append(b'{"ThreadStart":%d}' % number)
+                else:
+                    lines.append(b'{"ThreadSwitch":%d}' % number)
+                self._last_thread = thread
+            if event.__class__ is tuple:
+                lines.extend(part if part.__class__ is bytes else dumps(part) for part in event)
+            else:
+                lines.append(event if event.__class__ is bytes else dumps(event))
+        if not lines:
+            return
+        prefix = b"" if self._first else b",\n"
+        self._first = False
+        self._file.write(prefix + b",\n".join(lines))
+        self._file.flush()
+        self.events_written += len(lines)
+
+    def copy_source(self, path):
+        """Copy the source file ``path`` (absolute) to ``files/`` under its own path."""
+        if path in self._copied or not os.path.isfile(path):
+            return
+        self._copied.add(path)
+        target = os.path.join(self.out_dir, "files", path.lstrip(os.sep))
+        try:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            shutil.copyfile(path, target)
+        except OSError:
+            pass
+
+    def close(self, metadata, paths):
+        """Finish ``trace.json`` and write ``trace_metadata.json`` and ``trace_paths.json``."""
+        self._file.write(b"\n]\n")
+        self._file.close()
+        with open(os.path.join(self.out_dir, "trace_paths.json"), "wb") as handle:
+            handle.write(orjson.dumps(list(paths)))
+        with open(os.path.join(self.out_dir, "trace_metadata.json"), "wb") as handle:
+            handle.write(orjson.dumps(metadata, option=orjson.OPT_INDENT_2))
