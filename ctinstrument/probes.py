@@ -47,9 +47,30 @@ def bind(recorder):
     _get_ident = recorder.get_ident
     _sent_variable = recorder.variable_id("<sent>")
     _lost_return = {"Return": {"return_value": recorder.encoder.lost_frame_value()}}
-    for name, probe in zip(rewriter.PROBE_NAMES, (step, call, return_, unwind, yield_, resume)):
-        setattr(builtins, name, probe)
+    named = dict(zip(rewriter.PROBE_NAMES, (step, call, return_, unwind, yield_, resume)))
+    builtins.__dict__.update(named)
+    builtins.__dict__[_TeardownGuard.NAME] = _TeardownGuard(builtins.__dict__, named)
     _enabled = True
+
+
+class _TeardownGuard:
+    """Puts the probe names back into ``builtins`` after interpreter shutdown resets it.
+
+    At shutdown CPython clears the builtins dict and refills it from a copy taken at start-up,
+    *before* module globals are cleared; generators closed and ``__del__`` methods run after
+    that still execute instrumented code, whose probe lookups must not fail.  This object lives
+    in the builtins dict, so it is finalised by that very reset and can restore the names
+    (the probes are disabled by then and return at once).
+    """
+
+    NAME = "__ctinstrument_guard__"
+
+    def __init__(self, namespace, probes):
+        self.namespace = namespace
+        self.probes = probes
+
+    def __del__(self):
+        self.namespace.update(self.probes)
 
 
 def disable():

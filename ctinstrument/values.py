@@ -170,14 +170,15 @@ class ValueEncoder:
             return "<function %s>" % value.__qualname__
         if cls is types.ModuleType:
             return "<module %s>" % value.__dict__.get("__name__", "?")
-        if isinstance(value, type):
+        # Subclass checks on the exact type: isinstance() would read a user __class__.
+        if issubclass(cls, type):
             return "<class %s>" % type_name(value)
-        if isinstance(value, BaseException):
+        if issubclass(cls, BaseException):
             return self._describe_exception(value, cls)
         return "<%s object>" % type_name(cls)
 
     def _describe_exception(self, value, cls):
-        args = value.args if isinstance(value.args, tuple) else ()
+        args = BaseException.args.__get__(value)
         shown = []
         for arg in args[:3]:
             kind = type(arg)
