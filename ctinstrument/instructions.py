@@ -21,6 +21,9 @@ HAS_EXCEPTION_TABLE = VERSION >= (3, 11)
 HAS_RESUME = VERSION >= (3, 11)
 HAS_RETURN_CONST = VERSION >= (3, 12)
 HAS_KW_NAMES = (3, 11) <= VERSION < (3, 13)
+# 3.11's gen.throw() into a yield-from/await finds the end of the send loop by reading the
+# oparg of the instruction just before YIELD_VALUE, assuming it is the SEND.
+THROW_READS_ARG_BEFORE_YIELD = VERSION == (3, 11)
 # On 3.10 a generator's frame restarts its line tracking on every resume.
 RESUME_RESETS_LINE = VERSION == (3, 10)
 
@@ -71,6 +74,18 @@ def call_with_top(name, *consts):
     else:
         body = [Instr("DUP_TOP")] + _load_probe(name) + [Instr("ROT_TWO")]
     return body + [Instr("LOAD_CONST", c) for c in consts] + _call(1 + len(consts))
+
+
+def call_with_top_before_send_yield(name, send_target, *consts):
+    """Like ``call_with_top`` for the YIELD_VALUE of a 3.11 send loop.
+
+    The result is discarded by ``POP_JUMP_IF_TRUE send_target`` instead of ``POP_TOP``: the
+    probe returns None so it never jumps, and its oparg is the distance CPython expects to
+    read there (see THROW_READS_ARG_BEFORE_YIELD).
+    """
+    body = call_with_top(name, *consts)
+    assert body[-1].name == "POP_TOP"
+    return body[:-1] + [Instr("POP_JUMP_FORWARD_IF_TRUE", send_target)]
 
 
 def call_with_locals(name, const, loads):

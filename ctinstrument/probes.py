@@ -1,8 +1,9 @@
 """The functions instrumented code calls: do the least possible work and hand over.
 
-Each probe finds the calling thread's shadow stack, appends one record to the recorder's
-buffer (a single ``list.append``, so records of different threads never interleave inside
-one logical event) and returns.  A probe never raises into the program: failures are
+Each probe finds the calling thread's shadow stack (a ``threading.local`` attribute, so a
+new thread gets a new stack and number even when the OS reuses its ident), appends one
+record ``(thread number, event)`` to the recorder's buffer (a single ``list.append``, so
+records of different threads never interleave inside one logical event) and returns.  A probe never raises into the program: failures are
 counted and reported once by the recorder.  While recording is off (``_enabled`` false) a
 probe costs one global check.
 
@@ -15,6 +16,7 @@ instrumented code reaches them by name (cacheable bytecode, see PITFALLS.md).
 """
 
 import builtins
+import threading
 
 from . import rewriter
 
@@ -22,35 +24,73 @@ _enabled = False
 _recorder = None
 _sites = []
 _functions = []
-_stacks = {}
 _buffer = []
 _append = _buffer.append
 _limit = 1 << 14
 _encode = None
-_get_ident = None
+_local = threading.local()
 _sent_variable = 0
 _lost_return = None
 
 
+class ThreadStack(list):
+    """A thread's shadow frames ``[function_id, last_line, last_site]``; ``number`` names the
+    thread in the trace."""
+
+    __slots__ = ("number",)
+
+
+class _ThreadEnd:
+    """Stored in a thread's ``threading.local`` slot: freed when the thread ends."""
+
+    __slots__ = ("number",)
+
+    def __init__(self, number):
+        self.number = number
+
+    def __del__(self):
+        if _enabled:
+            _append((self.number, {"ThreadExit": self.number}))
+
+
 def bind(recorder):
-    """Route every probe to ``recorder`` and switch recording on."""
-    global _recorder, _sites, _functions, _stacks, _buffer, _append, _limit, _encode
-    global _get_ident, _sent_variable, _lost_return, _enabled
+    """Route every probe to ``recorder`` and switch recording on (call from the main thread)."""
+    global _recorder, _sites, _functions, _buffer, _append, _limit, _encode
+    global _sent_variable, _lost_return, _enabled
     _recorder = recorder
     _sites = recorder.sites
     _functions = recorder.functions
-    _stacks = recorder.stacks
     _buffer = recorder.buffer
     _append = _buffer.append
     _limit = recorder.buffer_limit
     _encode = recorder.encoder.encode
-    _get_ident = recorder.get_ident
     _sent_variable = recorder.variable_id("<sent>")
     _lost_return = {"Return": {"return_value": recorder.encoder.lost_frame_value()}}
+    _local.stack = recorder.main_stack
     named = dict(zip(rewriter.PROBE_NAMES, (step, call, return_, unwind, yield_, resume)))
     builtins.__dict__.update(named)
     builtins.__dict__[_TeardownGuard.NAME] = _TeardownGuard(builtins.__dict__, named)
     _enabled = True
+
+
+def new_thread_stack(number):
+    """An empty shadow stack for thread ``number``."""
+    stack = ThreadStack()
+    stack.number = number
+    return stack
+
+
+def _thread_stack():
+    stack = _recorder.new_thread()
+    _local.stack = stack
+    _local.end = _ThreadEnd(stack.number)
+    return stack
+
+
+def disable():
+    """Switch recording off; probes stay callable and return at once."""
+    global _enabled
+    _enabled = False
 
 
 class _TeardownGuard:
@@ -73,25 +113,17 @@ class _TeardownGuard:
         self.namespace.update(self.probes)
 
 
-def disable():
-    """Switch recording off; probes stay callable and return at once."""
-    global _enabled
-    _enabled = False
-
-
-def _resync(tid, fid):
-    """Return the shadow frame of ``fid`` on ``tid``'s stack, repairing the stack if needed."""
-    stack = _stacks.get(tid)
-    if stack is None:
-        stack = _stacks[tid] = []
+def _resync(stack, fid):
+    """Return the shadow frame of ``fid`` on ``stack``, repairing the stack if needed."""
+    number = stack.number
     floor = 1 if stack and stack[0][0] == 0 else 0
     for index in range(len(stack) - 1, floor - 1, -1):
         if stack[index][0] == fid:
             while len(stack) > index + 1:
                 stack.pop()
-                _append((tid, _lost_return))
+                _append((number, _lost_return))
             return stack[index]
-    _append((tid, (_functions[fid][0], {"Call": {"function_id": fid, "args": []}})))
+    _append((number, (_functions[fid][0], {"Call": {"function_id": fid, "args": []}})))
     frame = [fid, -1, -1]
     stack.append(frame)
     return frame
@@ -102,14 +134,16 @@ def step(site):
         return
     try:
         fid, line, event = _sites[site]
-        tid = _get_ident()
-        stack = _stacks.get(tid)
+        try:
+            stack = _local.stack
+        except AttributeError:
+            stack = _thread_stack()
         frame = stack[-1] if stack else None
         if frame is None or frame[0] != fid:
-            frame = _resync(tid, fid)
+            frame = _resync(stack, fid)
         if line != frame[1] or site <= frame[2]:
             frame[1] = line
-            _append((tid, event))
+            _append((stack.number, event))
             if len(_buffer) > _limit:
                 _recorder.flush()
         frame[2] = site
@@ -117,30 +151,44 @@ def step(site):
         _recorder.probe_failed()
 
 
+def _enter(fid, arg_ids, args, line, site):
+    encoded = [{"variable_id": v, "value": _encode(a)} for v, a in zip(arg_ids, args)]
+    try:
+        stack = _local.stack
+    except AttributeError:
+        stack = _thread_stack()
+    _append((stack.number, (_functions[fid][0],
+                            {"Call": {"function_id": fid, "args": encoded}})))
+    stack.append([fid, line, site])
+
+
 def call(fid, args):
     if not _enabled:
         return
     try:
-        entry, arg_ids = _functions[fid]
-        tid = _get_ident()
-        encoded = [{"variable_id": v, "value": _encode(a)} for v, a in zip(arg_ids, args)]
-        stack = _stacks.get(tid)
-        if stack is None:
-            stack = _stacks[tid] = []
-        _append((tid, (entry, {"Call": {"function_id": fid, "args": encoded}})))
-        stack.append([fid, -1, -1])
+        _enter(fid, _functions[fid][1], args, -1, -1)
+    except Exception:
+        _recorder.probe_failed()
+
+
+def resume(sent, fid, line, site):
+    if not _enabled:
+        return
+    try:
+        _enter(fid, (_sent_variable,), (sent,), line, site)
     except Exception:
         _recorder.probe_failed()
 
 
 def _leave(value, fid):
-    tid = _get_ident()
-    stack = _stacks.get(tid)
+    try:
+        stack = _local.stack
+    except AttributeError:
+        stack = _thread_stack()
     if not stack or stack[-1][0] != fid:
-        _resync(tid, fid)
-        stack = _stacks[tid]
+        _resync(stack, fid)
     stack.pop()
-    _append((tid, {"Return": {"return_value": _encode(value)}}))
+    _append((stack.number, {"Return": {"return_value": _encode(value)}}))
     if len(_buffer) > _limit:
         _recorder.flush()
 
@@ -168,21 +216,5 @@ def yield_(value, fid):
         return
     try:
         _leave(value, fid)
-    except Exception:
-        _recorder.probe_failed()
-
-
-def resume(sent, fid):
-    if not _enabled:
-        return
-    try:
-        entry, _ = _functions[fid]
-        tid = _get_ident()
-        args = [{"variable_id": _sent_variable, "value": _encode(sent)}]
-        stack = _stacks.get(tid)
-        if stack is None:
-            stack = _stacks[tid] = []
-        _append((tid, (entry, {"Call": {"function_id": fid, "args": args}})))
-        stack.append([fid, -1, -1])
     except Exception:
         _recorder.probe_failed()

@@ -41,7 +41,6 @@ class Recorder(ProbeRegistry):
         self.sites = []
         self.functions = []
         self.stacks = {}
-        self.get_ident = threading.get_ident
         self.writer = TraceWriter(out_dir)
         self._lock = threading.RLock()
         self._paths = {}
@@ -50,7 +49,7 @@ class Recorder(ProbeRegistry):
         self.failures = 0
         self._warned = False
         self.finished = False
-        self.main_thread = threading.get_ident()
+        self.main_thread = 1
 
         self._function_paths = [0]
         self.path_id(os.path.abspath(program) if os.path.isfile(program) else program)
@@ -58,7 +57,9 @@ class Recorder(ProbeRegistry):
         self.functions.append((b'{"Step":{"path_id":0,"line":1}}', ()))
         self.intern_type(KIND_NONE, "None")
         self.encoder = ValueEncoder(self.intern_type)
-        self.stacks[self.main_thread] = [[TOPLEVEL_FUNCTION, -1, -1]]
+        self.main_stack = probes.new_thread_stack(self.main_thread)
+        self.main_stack.append([TOPLEVEL_FUNCTION, -1, -1])
+        self.stacks[self.main_thread] = self.main_stack
         self.buffer.append((self.main_thread, b'{"Call":{"function_id":0,"args":[]}}'))
 
     # -- interning (the rewriter and the encoder call these) ------------------------------
@@ -122,6 +123,13 @@ class Recorder(ProbeRegistry):
         """Bind the probes to this recorder; from now on instrumented code is recorded."""
         probes.bind(self)
 
+    def new_thread(self):
+        """A new shadow stack (and trace thread number) for a thread seen for the first time."""
+        with self._lock:
+            number = len(self.stacks) + 1
+            stack = self.stacks[number] = probes.new_thread_stack(number)
+            return stack
+
     def flush(self):
         """Move buffered records to ``trace.json``."""
         with self._lock:
@@ -154,7 +162,7 @@ class Recorder(ProbeRegistry):
 
     def record_error(self, text):
         """Add an ``Event`` of kind Error (an uncaught exception's printed text)."""
-        self.buffer.append((self.get_ident(),
+        self.buffer.append((self.main_thread,
                             {"Event": {"kind": EVENT_ERROR, "metadata": "", "content": text}}))
 
     def finish(self, exit_code):

@@ -145,6 +145,16 @@ def _insert_probes(bc, registry, fid, arg_loads):
         setup = Instr("SETUP_FINALLY", handler, location=first.location)
         out.append(setup)
 
+    # Labels that start a line event when reached: jump and handler targets, except the
+    # 3.11+ send loop's JUMP_BACKWARD_NO_INTERRUPT, which sys.settrace does not report.
+    targets = set()
+    for item in items:
+        if isinstance(item, TryBegin):
+            targets.add(item.target)
+        elif isinstance(item, Instr) and isinstance(item.arg, Label) \
+                and item.name != "JUMP_BACKWARD_NO_INTERRUPT":
+            targets.add(item.arg)
+
     in_user_try = False
     for item in out:
         if isinstance(item, TryBegin):
@@ -153,6 +163,7 @@ def _insert_probes(bc, registry, fid, arg_loads):
             in_user_try = False
     our_try = None
     prev_line = None
+    last_site = -1
     after_label = False
     carried = None  # a line site that could not be placed before a fused instruction
     prev_instr = None
@@ -169,7 +180,7 @@ def _insert_probes(bc, registry, fid, arg_loads):
             out.append(item)
             continue
         if isinstance(item, Label):
-            after_label = True
+            after_label = after_label or item in targets
             out.append(item)
             continue
         if not isinstance(item, Instr):
@@ -187,9 +198,9 @@ def _insert_probes(bc, registry, fid, arg_loads):
         elif carried is not None and (line is None or line == carried):
             site_line = carried
         carried = None
-        after_label = False
         if line is not None:
             prev_line = line
+            after_label = False
 
         blocked = (item.name in ins.NO_PROBE_BEFORE
                    or (prev_instr is not None and prev_instr.name in ins.NO_PROBE_AFTER))
@@ -197,8 +208,8 @@ def _insert_probes(bc, registry, fid, arg_loads):
             if blocked:
                 carried = site_line
             else:
-                site = registry.line_site(fid, site_line)
-                out.extend(_located(ins.call_with_consts(STEP, site), item))
+                last_site = registry.line_site(fid, site_line)
+                out.extend(_located(ins.call_with_consts(STEP, last_site), item))
 
         name = item.name
         if name == "RETURN_VALUE":
@@ -206,13 +217,19 @@ def _insert_probes(bc, registry, fid, arg_loads):
         elif name == "RETURN_CONST":
             out.extend(_located(ins.call_with_consts(RETURN, item.arg, fid), item))
         elif name == "YIELD_VALUE":
-            out.extend(_located(ins.call_with_top(YIELD, fid), item))
+            if ins.THROW_READS_ARG_BEFORE_YIELD and prev_instr is not None \
+                    and prev_instr.name == "SEND":
+                probe = ins.call_with_top_before_send_yield(YIELD, prev_instr.arg, fid)
+            else:
+                probe = ins.call_with_top(YIELD, fid)
+            out.extend(_located(probe, item))
         out.append(item)
 
         resumes = (name == "YIELD_VALUE" and not ins.HAS_RESUME) or (
             name == "RESUME" and prev_instr is not None and prev_instr.name == "YIELD_VALUE")
         if resumes:
-            out.extend(_located(ins.call_with_top(RESUME, fid), item))
+            line_after = -1 if ins.RESUME_RESETS_LINE or prev_line is None else prev_line
+            out.extend(_located(ins.call_with_top(RESUME, fid, line_after, last_site), item))
         prev_instr = item
 
     if our_try is not None:

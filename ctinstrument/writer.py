@@ -37,7 +37,7 @@ class TraceWriter:
     def __init__(self, out_dir):
         self.out_dir = out_dir
         self.events_written = 0
-        self._thread_numbers = {}
+        self._thread_numbers = set()
         self._last_thread = None
         self._file = open(os.path.join(out_dir, "trace.json"), "wb")
         self._file.write(b"[\n")
@@ -45,19 +45,22 @@ class TraceWriter:
         self._copied = set()
 
     def write(self, records):
-        """Append ``records`` (pairs of thread ident or None, event) to ``trace.json``."""
+        """Append ``records`` (pairs of thread number or None, event) to ``trace.json``.
+
+        An event is bytes (already JSON), an orjson-serialisable object, or a tuple of
+        those written as consecutive events.
+        """
         lines = []
         dumps = orjson.dumps
         numbers = self._thread_numbers
         for thread, event in records:
             if thread is not None and thread != self._last_thread:
-                number = numbers.get(thread)
-                if number is None:
-                    number = numbers[thread] = len(numbers) + 1
-                    if number > 1:
-                        lines.append(b'{"ThreadStart":%d}' % number)
+                if thread in numbers:
+                    lines.append(b'{"ThreadSwitch":%d}' % thread)
                 else:
-                    lines.append(b'{"ThreadSwitch":%d}' % number)
+                    numbers.add(thread)
+                    if self._last_thread is not None:
+                        lines.append(b'{"ThreadStart":%d}' % thread)
                 self._last_thread = thread
             if event.__class__ is tuple:
                 lines.extend(part if part.__class__ is bytes else dumps(part) for part in event)

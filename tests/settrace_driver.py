@@ -13,18 +13,22 @@ import threading
 
 out, root, script = sys.argv[1], os.path.realpath(sys.argv[2]), sys.argv[3]
 events = []
-threads = {}
+# Thread identity by threading.local: OS thread idents are reused by later threads.
+thread_slot = threading.local()
+count = [0]
 
 
 def tracer(frame, event, arg):
     filename = frame.f_code.co_filename
-    if not os.path.realpath(filename).startswith(root + os.sep):
+    if not os.path.isabs(filename) or not os.path.realpath(filename).startswith(root + os.sep):
         return None
 
     def local(frame, event, arg):
         if event == "line":
-            ident = threading.get_ident()
-            index = threads.setdefault(ident, len(threads))
+            index = getattr(thread_slot, "index", None)
+            if index is None:
+                index = thread_slot.index = count[0]
+                count[0] += 1
             events.append([index, os.path.realpath(frame.f_code.co_filename), frame.f_lineno])
         return local
 

@@ -1,0 +1,102 @@
+"""Helpers shared by the tests: run the recorder, read traces, run the independent oracles.
+
+Oracles: ``settrace_lines`` (the interpreter's own ``sys.settrace`` line events for the same
+program, see settrace_driver.py) and ``assert_conformant`` (the shared conformance checker,
+../shared/tools/ct_trace_check.py, run with --strict).
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = REPO / "fixtures"
+SHARED = REPO.parent / "shared"
+CHECKER = SHARED / "tools" / "ct_trace_check.py"
+CORPUS = SHARED / "corpus"
+DRIVER = Path(__file__).resolve().parent / "settrace_driver.py"
+DEFINITIONS = {"Path", "Function", "Type", "VariableName"}
+
+
+def child_env(**extra):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env["PYTHONPATH"] = str(REPO)
+    env["PYTHONHASHSEED"] = "0"
+    env["PYTHONIOENCODING"] = "utf-8"
+    env.update(extra)
+    return env
+
+
+def run_plain(script, args=(), cwd=None, flags=()):
+    return subprocess.run([sys.executable, *flags, str(script), *args], cwd=cwd,
+                          capture_output=True, text=True, env=child_env(), timeout=300)
+
+
+def record(target, out_dir, args=(), options=(), cwd=None, module=False, flags=(), env=None):
+    """Run ``python -m ctinstrument`` on a script (or ``-m`` module); returns CompletedProcess."""
+    where = ["-m", str(target)] if module else [str(target)]
+    cmd = [sys.executable, *flags, "-m", "ctinstrument", "-o", str(out_dir), *options,
+           *where, *args]
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True,
+                          env=env or child_env(), timeout=300)
+
+
+def load_events(trace_dir):
+    with open(os.path.join(trace_dir, "trace.json"), "rb") as handle:
+        return json.load(handle)
+
+
+def kind(event):
+    return event if isinstance(event, str) else next(iter(event))
+
+
+def steps_by_thread(events):
+    """Line steps (entry steps left out) per thread, as {thread: [(realpath, line), ...]}.
+
+    An entry step is the Step immediately followed (definitions aside) by a Call.
+    """
+    paths = []
+    threads = {}
+    current = 1
+    for index, event in enumerate(events):
+        name = kind(event)
+        if name == "Path":
+            paths.append(os.path.realpath(event["Path"]))
+        elif name in ("ThreadStart", "ThreadSwitch"):
+            current = event[name]
+        elif name == "Step":
+            following = next((e for e in events[index + 1:] if kind(e) not in DEFINITIONS), None)
+            if following is not None and kind(following) == "Call":
+                continue
+            step = event["Step"]
+            threads.setdefault(current, []).append((paths[step["path_id"]], step["line"]))
+    return threads
+
+
+def settrace_lines(script, root, args=(), cwd=None):
+    """The plain interpreter's line events under ``root``, per thread (first seen first)."""
+    out = Path(cwd or root) / ".settrace-lines.json"
+    subprocess.run([sys.executable, str(DRIVER), str(out), str(root), str(script), *args],
+                   cwd=cwd, capture_output=True, env=child_env(), timeout=300)
+    try:
+        with open(out) as handle:
+            data = json.load(handle)
+    finally:
+        out.unlink()
+    threads = {}
+    for thread, path, line in data:
+        threads.setdefault(thread, []).append((path, line))
+    return threads
+
+
+def assert_conformant(trace_dir):
+    """Run the shared conformance checker with --strict; skip if ../shared is not there."""
+    if not CHECKER.is_file():
+        pytest.skip("conformance checker not found at %s (../shared is absent)" % CHECKER)
+    result = subprocess.run([sys.executable, str(CHECKER), "--strict", str(trace_dir)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
