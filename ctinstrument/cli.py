@@ -89,10 +89,9 @@ def parse(argv):
 def main(argv=None):
     """Entry point of ``python -m ctinstrument``; never returns normally (exits with status)."""
     from . import instructions
-    from .errors import CtInstrumentError
     from .import_hook import ImportHook
     from .recorder import Recorder
-    from .runner import ExitState, compile_script, report_uncaught, run_module, run_script
+    from .runner import ExitState, compile_script, run_module, run_script
     from .selection import Selection, split_patterns
     from .writer import prepare_out_dir
 
@@ -113,8 +112,19 @@ def main(argv=None):
     except (UsageError, UnsupportedPython) as exc:
         _fail(str(exc))
 
+    code = None
+    if script is not None:
+        try:
+            code = compile_script(script)
+        except SyntaxError as exc:
+            # Reported exactly as Python reports it; nothing was recorded.
+            sys.excepthook(type(exc), exc.with_traceback(None), None)
+            sys.exit(1)
+        except OSError as exc:
+            _fail("cannot read script %s: %s" % (script, exc.strerror or exc))
+
     project_dir = os.path.dirname(os.path.abspath(script)) if script else os.getcwd()
-    selection = Selection(include, exclude, project_dir)
+    selection = Selection(include, exclude, project_dir, main_module=parsed["module"])
     program = os.path.abspath(script) if script else _module_origin(parsed["module"])
     recorder = Recorder(out_dir, program, program_args)
     hook = ImportHook(selection, recorder)
@@ -123,15 +133,7 @@ def main(argv=None):
     hook.install()
     recorder.start()
     if script is not None:
-        try:
-            code = compile_script(script)
-        except SyntaxError as exc:
-            report_uncaught(type(exc), exc, None, state, recorder)
-            sys.exit(1)
-        try:
-            code = hook.instrument(code, "__main__", os.path.abspath(script))
-        except CtInstrumentError:
-            pass
+        code = hook.instrument(code, "__main__", os.path.abspath(script))
         run_script(code, script, program_args, state, recorder)
     else:
         run_module(parsed["module"], program_args, state, recorder)

@@ -9,7 +9,6 @@ instrumented code is compiled from source on every import and never written to a
 import importlib.machinery
 import sys
 import threading
-import warnings
 
 from .errors import InstrumentationError
 from .rewriter import instrument_module_code
@@ -57,9 +56,9 @@ class ImportHook:
             new = instrument_module_code(code, self.registry, module_name, path)
         except InstrumentationError as exc:
             if module_name not in self._warned:
+                # Written directly: the program's warning filters must not turn it into an error.
                 self._warned.add(module_name)
-                warnings.warn("ctinstrument: %s; running it unrecorded" % exc, RuntimeWarning,
-                              stacklevel=2)
+                sys.stderr.write("ctinstrument: warning: %s; running it unrecorded\n" % exc)
             self.decisions[module_name] = (False, str(exc))
             return code
         self.instrumented.append(module_name)

@@ -55,11 +55,14 @@ class Selection:
     """Decides which modules get instrumented.
 
     ``include``/``exclude`` are lists of patterns (see ``split_patterns``); ``project_dir``
-    is the directory of the main script, used when ``include`` is empty.
+    is the directory of the main script, used when ``include`` is empty; ``main_module`` is
+    the ``-m`` target, always selected.
     """
 
-    def __init__(self, include=(), exclude=(), project_dir=None):
+    def __init__(self, include=(), exclude=(), project_dir=None, main_module=None):
         self.include = list(include)
+        # The -m target runs as __main__ and is recorded whatever the patterns say.
+        self.main_modules = {main_module, main_module + ".__main__"} if main_module else set()
         self.exclude = list(exclude)
         self.project_dir = os.path.realpath(project_dir) if project_dir else None
         self._library = _library_dirs()
@@ -70,6 +73,8 @@ class Selection:
 
         None means "depends on where the file is" (project mode).
         """
+        if name in self.main_modules:
+            return True, "the program's main module"
         root = name.partition(".")[0]
         if root in _NEVER:
             return False, "part of ctinstrument or its dependencies"

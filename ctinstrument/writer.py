@@ -59,8 +59,7 @@ class TraceWriter:
                     lines.append(b'{"ThreadSwitch":%d}' % thread)
                 else:
                     numbers.add(thread)
-                    if self._last_thread is not None:
-                        lines.append(b'{"ThreadStart":%d}' % thread)
+                    lines.append(b'{"ThreadStart":%d}' % thread)
                 self._last_thread = thread
             if event.__class__ is tuple:
                 lines.extend(part if part.__class__ is bytes else dumps(part) for part in event)

@@ -54,11 +54,13 @@ def kind(event):
     return event if isinstance(event, str) else next(iter(event))
 
 
-def steps_by_thread(events):
+def steps_by_thread(events, root=None):
     """Line steps (entry steps left out) per thread, as {thread: [(realpath, line), ...]}.
 
-    An entry step is the Step immediately followed (definitions aside) by a Call.
+    An entry step is the Step immediately followed (definitions aside) by a Call.  With
+    ``root``, only steps in files under that directory are kept.
     """
+    prefix = os.path.realpath(root) + os.sep if root else None
     paths = []
     threads = {}
     current = 1
@@ -73,7 +75,9 @@ def steps_by_thread(events):
             if following is not None and kind(following) == "Call":
                 continue
             step = event["Step"]
-            threads.setdefault(current, []).append((paths[step["path_id"]], step["line"]))
+            path = paths[step["path_id"]]
+            if prefix is None or path.startswith(prefix):
+                threads.setdefault(current, []).append((path, step["line"]))
     return threads
 
 
