@@ -51,10 +51,9 @@ class Recorder(ProbeRegistry):
         self.finished = False
         self.main_thread = 1
 
-        self._function_paths = [0]
-        self.path_id(os.path.abspath(program) if os.path.isfile(program) else program)
-        self._define({"Function": {"path_id": 0, "line": 1, "name": "<toplevel>"}})
-        self.functions.append((b'{"Step":{"path_id":0,"line":1}}', ()))
+        self._function_paths = []
+        self.program_path = os.path.abspath(program) if os.path.isfile(program) else program
+        self.function_id(self.program_path, 1, "<toplevel>", ())
         self.intern_type(KIND_NONE, "None")
         self.encoder = ValueEncoder(self.intern_type)
         self.main_stack = probes.new_thread_stack(self.main_thread)
@@ -64,58 +63,60 @@ class Recorder(ProbeRegistry):
 
     # -- interning (the rewriter and the encoder call these) ------------------------------
 
-    def _define(self, event):
-        self.buffer.append((None, orjson.dumps(event)))
+    def _intern(self, table, key, event):
+        """Id of ``key`` in ``table``, emitting ``event`` (made lazily) on first use.
+
+        The event is encoded before the id is taken, so a failure (e.g. RecursionError in a
+        probe running near the recursion limit) never leaves an id without its event.
+        """
+        known = table.get(key)
+        if known is not None:
+            return known
+        data = orjson.dumps(event())
+        with self._lock:
+            known = table.get(key)
+            if known is None:
+                known = len(table)
+                self.buffer.append((None, data))
+                table[key] = known
+            return known
 
     def path_id(self, path):
         """Id of ``path``, emitting its ``Path`` event and copying the file on first use."""
-        with self._lock:
-            known = self._paths.get(path)
-            if known is None:
-                known = self._paths[path] = len(self._paths)
-                self._define({"Path": path})
-                if os.path.isabs(path):
-                    self.writer.copy_source(path)
-            return known
+        known = self._paths.get(path)
+        if known is None:
+            known = self._intern(self._paths, path, lambda: {"Path": path})
+            if os.path.isabs(path):
+                self.writer.copy_source(path)
+        return known
 
     def function_id(self, path, line, name, argnames):
+        path_id = self.path_id(path)
+        arg_ids = tuple(self.variable_id(arg) for arg in argnames)
+        entry = orjson.dumps({"Step": {"path_id": path_id, "line": line}})
+        data = orjson.dumps({"Function": {"path_id": path_id, "line": line, "name": name}})
         with self._lock:
-            path_id = self.path_id(path)
             fid = len(self.functions)
-            self._define({"Function": {"path_id": path_id, "line": line, "name": name}})
-            arg_ids = tuple(self.variable_id(arg) for arg in argnames)
-            entry = orjson.dumps({"Step": {"path_id": path_id, "line": line}})
+            self.buffer.append((None, data))
             self.functions.append((entry, arg_ids))
             self._function_paths.append(path_id)
             return fid
 
     def line_site(self, function_id, line):
+        path_id = self._function_paths[function_id]
+        event = orjson.dumps({"Step": {"path_id": path_id, "line": line}})
         with self._lock:
-            path_id = self._function_paths[function_id]
-            site = len(self.sites)
-            self.sites.append((function_id, line,
-                               orjson.dumps({"Step": {"path_id": path_id, "line": line}})))
-            return site
+            self.sites.append((function_id, line, event))
+            return len(self.sites) - 1
 
     def variable_id(self, name):
         """Id of the variable name ``name``, emitting ``VariableName`` on first use."""
-        with self._lock:
-            known = self._variables.get(name)
-            if known is None:
-                known = self._variables[name] = len(self._variables)
-                self._define({"VariableName": name})
-            return known
+        return self._intern(self._variables, name, lambda: {"VariableName": name})
 
     def intern_type(self, kind, lang_type):
         """Id of the type (kind, lang_type), emitting its ``Type`` event on first use."""
-        key = (kind, lang_type)
-        with self._lock:
-            known = self._types.get(key)
-            if known is None:
-                known = self._types[key] = len(self._types)
-                self._define({"Type": {"kind": kind, "lang_type": lang_type,
-                                       "specific_info": {"kind": "None"}}})
-            return known
+        return self._intern(self._types, (kind, lang_type), lambda: {
+            "Type": {"kind": kind, "lang_type": lang_type, "specific_info": {"kind": "None"}}})
 
     # -- runtime ----------------------------------------------------------------------------
 

@@ -160,7 +160,8 @@ class ValueEncoder:
         cls = type(value)
         type_id = self._raw_types.get(cls)
         if type_id is None:
-            type_id = self._raw_types[cls] = self.intern_type(KIND_RAW, type_name(cls))
+            type_id = self.intern_type(KIND_RAW, type_name(cls))
+            self._raw_types[cls] = type_id
         return {"kind": "Raw", "r": safe_text(self._describe(value, cls)), "type_id": type_id}
 
     def _describe(self, value, cls):
