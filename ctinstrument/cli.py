@@ -124,8 +124,11 @@ def main(argv=None):
             _fail("cannot read script %s: %s" % (script, exc.strerror or exc))
 
     project_dir = os.path.dirname(os.path.abspath(script)) if script else os.getcwd()
-    selection = Selection(include, exclude, project_dir, main_module=parsed["module"])
     program = os.path.abspath(script) if script else _module_origin(parsed["module"])
+    main_module = parsed["module"]
+    if main_module and os.path.basename(program) == "__main__.py":
+        main_module += ".__main__"  # a package runs its __main__ submodule
+    selection = Selection(include, exclude, project_dir, main_module=main_module)
     recorder = Recorder(out_dir, program, program_args)
     hook = ImportHook(selection, recorder)
     state = ExitState()

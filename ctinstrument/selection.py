@@ -61,8 +61,8 @@ class Selection:
 
     def __init__(self, include=(), exclude=(), project_dir=None, main_module=None):
         self.include = list(include)
-        # The -m target runs as __main__ and is recorded whatever the patterns say.
-        self.main_modules = {main_module, main_module + ".__main__"} if main_module else set()
+        # The module run as __main__ (-m) is recorded whatever the patterns say.
+        self.main_module = main_module
         self.exclude = list(exclude)
         self.project_dir = os.path.realpath(project_dir) if project_dir else None
         self._library = _library_dirs()
@@ -73,7 +73,7 @@ class Selection:
 
         None means "depends on where the file is" (project mode).
         """
-        if name in self.main_modules:
+        if name == self.main_module:
             return True, "the program's main module"
         root = name.partition(".")[0]
         if root in _NEVER:
