@@ -8,7 +8,7 @@ itself.  Supported: CPython 3.10 to 3.13; anything else raises ``UnsupportedPyth
 
 import sys
 
-from bytecode import Instr
+from bytecode import CellVar, Instr
 
 from .errors import UnsupportedPython
 
@@ -29,7 +29,7 @@ RESUME_RESETS_LINE = VERSION == (3, 10)
 
 # Opcodes that start a code object and must stay first (PITFALLS.md §Generator prologues).
 PROLOGUE_OPCODES = frozenset({"GEN_START", "RETURN_GENERATOR", "POP_TOP", "MAKE_CELL",
-                              "COPY_FREE_VARS", "RESUME", "NOP"})
+                              "COPY_FREE_VARS", "RESUME"})
 # A probe must never be inserted right before these (they are fused to what precedes them,
 # or the interpreter jumps past them).
 NO_PROBE_BEFORE = frozenset({"END_FOR", "END_SEND", "CACHE", "YIELD_FROM"})
@@ -99,7 +99,6 @@ def call_with_locals(name, const, loads):
 
 def load_variable(name, is_cell):
     """Push the value of a parameter at function entry (cells after MAKE_CELL)."""
-    from bytecode import CellVar
     if is_cell:
         return Instr("LOAD_DEREF", CellVar(name))
     return Instr("LOAD_FAST", name)

@@ -99,6 +99,9 @@ def _instrument(code, registry, path, module_label, parent_qualname, parent_is_f
     cells = set(code.co_cellvars)
     loads = [ins.load_variable(arg, arg in cells) for arg in argnames]
     new = _insert_probes(bc, registry, fid, loads)
+    # bytecode numbers locals by first appearance after the arguments; listing every original
+    # local as "argnames" keeps co_varnames (and so locals() order) exactly as compiled.
+    new.argnames = list(code.co_varnames)
     return new.to_code()
 
 
@@ -113,7 +116,7 @@ def _prologue_length(items):
     end = 0
     for index, item in enumerate(items):
         if isinstance(item, Instr):
-            if item.name not in ins.PROLOGUE_OPCODES or item.name == "NOP":
+            if item.name not in ins.PROLOGUE_OPCODES:
                 break
             if item.name == "POP_TOP" and (index == 0 or getattr(items[index - 1], "name", None)
                                            != "RETURN_GENERATOR"):
