@@ -12,6 +12,7 @@ import threading
 
 from .errors import InstrumentationError
 from .rewriter import instrument_module_code
+from .isolation import PRIVATE_BUILTINS as __builtins__  # noqa: F401 (see isolation.py)
 
 
 class InstrumentingLoader(importlib.machinery.SourceFileLoader):

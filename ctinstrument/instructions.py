@@ -8,9 +8,9 @@ itself.  Supported: CPython 3.10 to 3.13; anything else raises ``UnsupportedPyth
 
 import sys
 
-from bytecode import CellVar, Instr
+from bytecode import CellVar, FreeVar, Instr
 
-from .errors import UnsupportedPython
+from .errors import InstrumentationError, UnsupportedPython
 
 VERSION = sys.version_info[:2]
 SUPPORTED = ((3, 10), (3, 11), (3, 12), (3, 13))
@@ -24,8 +24,41 @@ HAS_KW_NAMES = (3, 11) <= VERSION < (3, 13)
 # 3.11's gen.throw() into a yield-from/await finds the end of the send loop by reading the
 # oparg of the instruction just before YIELD_VALUE, assuming it is the SEND.
 THROW_READS_ARG_BEFORE_YIELD = VERSION == (3, 11)
+# 3.12+ inline comprehensions (PEP 709): LOAD_FAST_AND_CLEAR saves a local, STORE_FAST
+# restores it (possibly to "unbound") after the loop.
+HAS_INLINED_COMPREHENSIONS = VERSION >= (3, 12)
 # On 3.10 a generator's frame restarts its line tracking on every resume.
 RESUME_RESETS_LINE = VERSION == (3, 10)
+# 3.10, 3.12+: a line event fires when the previously executed instruction had another
+# line, so one without a line number makes the next one a line event even on the same line.
+NO_LINE_RESETS_LINE = VERSION == (3, 10) or VERSION >= (3, 12)
+# 3.11/3.12: a frame resumed without a resume probe was resumed by throw()/close() and stands
+# at its last yield's line, which is not reported again; 3.13 reports it again, and on 3.10
+# an unseen resume may also be a ``yield from`` resume, which starts afresh.
+UNSEEN_RESUME_KEEPS_LINE = (3, 11) <= VERSION < (3, 13)
+# Recursion depth a probe call takes from its caller (3.10/3.11 also count the C levels of
+# the call); measured so that a recursing program fails at the same depth as a plain run
+# (tests/test_semantics.py).
+PROBE_CALL_DEPTH = 1 if VERSION >= (3, 12) else 3
+# Where the exception is at the entry of a handler (3.10 pushed tb, value, type).
+HANDLER_EXCEPTION_DEPTH = 1 if VERSION >= (3, 11) else 2
+
+
+def is_handler_entry(opcodes):
+    """Whether a handler starting with ``opcodes`` (its first few opcode names) is an
+    except/finally/with handler, not a compiler cleanup (the ``del e`` of ``except ... as e``,
+    a send loop's CLEANUP_THROW, an ``async for``'s end)."""
+    if VERSION >= (3, 11):
+        return opcodes[0] == "PUSH_EXC_INFO"
+    if opcodes[0] == "END_ASYNC_FOR":
+        return False
+    return opcodes[:3] not in (["LOAD_CONST", "STORE_FAST", "DELETE_FAST"],
+                               ["LOAD_CONST", "STORE_NAME", "DELETE_NAME"],
+                               ["LOAD_CONST", "STORE_DEREF", "DELETE_DEREF"],
+                               ["LOAD_CONST", "STORE_GLOBAL", "DELETE_GLOBAL"])
+# 3.10 frames have a block stack of at most 20 entries; the catch-all handler takes one.
+MAX_BLOCKS = 20 if VERSION == (3, 10) else None
+BLOCK_SETUPS = frozenset({"SETUP_FINALLY", "SETUP_WITH", "SETUP_ASYNC_WITH"})
 
 # Opcodes that start a code object and must stay first (PITFALLS.md §Generator prologues).
 PROLOGUE_OPCODES = frozenset({"GEN_START", "RETURN_GENERATOR", "POP_TOP", "MAKE_CELL",
@@ -69,10 +102,22 @@ def call_with_consts(name, *consts):
 
 def call_with_top(name, *consts):
     """``name(TOS, *consts)`` keeping TOS on the stack, result discarded."""
+    return call_with_stack_item(name, 1, *consts)
+
+
+def call_with_stack_item(name, depth, *consts):
+    """``name(item, *consts)`` where item is the stack entry ``depth`` down (1 = TOS).
+
+    Raises InstrumentationError for a depth this interpreter cannot copy (3.10: beyond 2).
+    """
     if VERSION >= (3, 11):
-        body = _load_probe(name) + [Instr("COPY", 3)]
-    else:
+        body = _load_probe(name) + [Instr("COPY", depth + 2)]
+    elif depth == 1:
         body = [Instr("DUP_TOP")] + _load_probe(name) + [Instr("ROT_TWO")]
+    elif depth == 2:
+        body = [Instr("DUP_TOP_TWO"), Instr("POP_TOP")] + _load_probe(name) + [Instr("ROT_TWO")]
+    else:
+        raise InstrumentationError("cannot copy stack item %d on %d.%d" % (depth, *VERSION))
     return body + [Instr("LOAD_CONST", c) for c in consts] + _call(1 + len(consts))
 
 
@@ -88,13 +133,19 @@ def call_with_top_before_send_yield(name, send_target, *consts):
     return body[:-1] + [Instr("POP_JUMP_FORWARD_IF_TRUE", send_target)]
 
 
-def call_with_locals(name, const, loads):
-    """``name(const, (local, ...))`` where ``loads`` are instructions pushing one value each."""
+def _packed(loads):
     if loads:
-        packed = list(loads) + [Instr("BUILD_TUPLE", len(loads))]
-    else:
-        packed = [Instr("LOAD_CONST", ())]
-    return _load_probe(name) + [Instr("LOAD_CONST", const)] + packed + _call(2)
+        return list(loads) + [Instr("BUILD_TUPLE", len(loads))]
+    return [Instr("LOAD_CONST", ())]
+
+
+def call_with_tuples(name, const, *tuples):
+    """``name(const, (v, ...), ...)``: each of ``tuples`` is a list of instructions pushing
+    one value each, packed into one tuple argument."""
+    body = _load_probe(name) + [Instr("LOAD_CONST", const)]
+    for loads in tuples:
+        body += _packed(loads)
+    return body + _call(1 + len(tuples))
 
 
 def load_variable(name, is_cell):
@@ -102,6 +153,27 @@ def load_variable(name, is_cell):
     if is_cell:
         return Instr("LOAD_DEREF", CellVar(name))
     return Instr("LOAD_FAST", name)
+
+
+def load_cell(name, is_free):
+    """Push the cell object (not its content) of a cell or free variable."""
+    variable = FreeVar(name) if is_free else CellVar(name)
+    if VERSION >= (3, 13):  # LOAD_CLOSURE became a pseudo-op for LOAD_FAST of the cell slot
+        return Instr("LOAD_FAST", variable)
+    return Instr("LOAD_CLOSURE", variable)
+
+
+def split_superinstruction(instr):
+    """3.13 fuses stores with loads; return the equivalent plain instructions, or None."""
+    if instr.name == "STORE_FAST_STORE_FAST":
+        first, second = instr.arg
+        return [Instr("STORE_FAST", first, location=instr.location),
+                Instr("STORE_FAST", second, location=instr.location)]
+    if instr.name == "STORE_FAST_LOAD_FAST":
+        first, second = instr.arg
+        return [Instr("STORE_FAST", first, location=instr.location),
+                Instr("LOAD_FAST", second, location=instr.location)]
+    return None
 
 
 def unwind_handler(name, const):

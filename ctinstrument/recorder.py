@@ -16,30 +16,45 @@ import orjson
 
 from . import __version__, probes
 from .rewriter import ProbeRegistry
-from .values import KIND_NONE, KIND_RAW, ValueEncoder
+from .values import KIND_NONE, KIND_RAW, ValueEncoder, safe_text
 from .writer import TraceWriter
+from .isolation import PRIVATE_BUILTINS as __builtins__  # noqa: F401 (see isolation.py)
 
 TOPLEVEL_FUNCTION = 0
 EVENT_WRITE = 0
+EVENT_READ = 3
 EVENT_ERROR = 11
+# Longest Write/Read content one event grows to by merging consecutive pieces (characters).
+IO_MERGE_LIMIT = 8192
 
 
 class Recorder(ProbeRegistry):
     """Records one program run into ``out_dir`` (an existing, writable directory).
 
     ``program`` is the path of the entry script (or the module name for ``-m`` when it has
-    no file) and becomes path 0; ``args`` are the program's arguments.  Call ``start()``
+    no file) and becomes path 0; ``args`` are the program's arguments; ``redaction`` a
+    ``Redaction`` deciding which variable names hold secrets (None: record everything).  Call ``start()``
     before running instrumented code and ``finish(exit_code)`` exactly once at the end.
     """
 
-    def __init__(self, out_dir, program, args, buffer_limit=1 << 14):
+    def __init__(self, out_dir, program, args, buffer_limit=1 << 12, redaction=None,
+                 limits=None):
         self.out_dir = out_dir
+        # Taken now: at exit the program may have changed directory or broken builtins
+        # that library code (uuid, os.path) relies on.
+        self.workdir = os.getcwd()
+        self.recording_id = str(uuid.uuid4())
         self.program = program
         self.args = list(args)
         self.buffer_limit = buffer_limit
         self.buffer = []
         self.sites = []
+        self.stores = []
         self.functions = []
+        self.namespaces = {}
+        self.redacted = set()
+        self.redaction = redaction
+        self._places = 0
         self.stacks = {}
         self.writer = TraceWriter(out_dir)
         self._lock = threading.RLock()
@@ -53,11 +68,12 @@ class Recorder(ProbeRegistry):
 
         self._function_paths = []
         self.program_path = os.path.abspath(program) if os.path.isfile(program) else program
-        self.function_id(self.program_path, 1, "<toplevel>", ())
+        self.function_id(self.program_path, 1, "<toplevel>", (), (), "function", None)
         self.intern_type(KIND_NONE, "None")
-        self.encoder = ValueEncoder(self.intern_type)
+        self.encoder = ValueEncoder(self.intern_type, limits,
+                                    redaction.is_secret if redaction is not None else None)
         self.main_stack = probes.new_thread_stack(self.main_thread)
-        self.main_stack.append([TOPLEVEL_FUNCTION, -1, -1])
+        self.main_stack.append(probes.ShadowFrame(TOPLEVEL_FUNCTION, -1, -1, {}, (), False))
         self.stacks[self.main_thread] = self.main_stack
         self.buffer.append((self.main_thread, b'{"Call":{"function_id":0,"args":[]}}'))
 
@@ -90,39 +106,94 @@ class Recorder(ProbeRegistry):
                 self.writer.copy_source(path)
         return known
 
-    def function_id(self, path, line, name, argnames):
+    def function_id(self, path, line, name, argnames, cellnames, kind, module_id):
         path_id = self.path_id(path)
-        arg_ids = tuple(self.variable_id(arg) for arg in argnames)
+        # Implicit parameters (a comprehension's ".0") are not shown: id -1.
+        arg_ids = tuple(-1 if arg.startswith(".") else self.variable_id(arg)
+                        for arg in argnames)
+        cell_ids = tuple(self.variable_id(cell) for cell in cellnames)
         entry = orjson.dumps({"Step": {"path_id": path_id, "line": line}})
         data = orjson.dumps({"Function": {"path_id": path_id, "line": line, "name": name}})
         with self._lock:
             fid = len(self.functions)
+            namespace = None
+            if kind == "module":
+                namespace = self.namespaces[fid] = {}
             self.buffer.append((None, data))
-            self.functions.append((entry, arg_ids))
+            self.functions.append((entry, arg_ids, cell_ids, kind, namespace,
+                                   module_id if module_id is not None else fid, path))
             self._function_paths.append(path_id)
             return fid
 
-    def line_site(self, function_id, line):
+    def function_path(self, fid):
+        """The source path of function ``fid``."""
+        return self.functions[fid][6]
+
+    def line_site(self, function_id, line, forced):
         path_id = self._function_paths[function_id]
         event = orjson.dumps({"Step": {"path_id": path_id, "line": line}})
         with self._lock:
-            self.sites.append((function_id, line, event))
+            self.sites.append((function_id, line, event, forced))
             return len(self.sites) - 1
+
+    def store_site(self, function_id, name, in_module_namespace):
+        vid = self.variable_id(name)
+        namespace = None
+        if in_module_namespace:
+            namespace = self.namespaces.get(self.functions[function_id][5])
+        with self._lock:
+            self.stores.append((function_id, vid, namespace))
+            return len(self.stores) - 1
+
+    def new_place(self):
+        """A new place id for the assignment history (VariableCell/AssignCell)."""
+        with self._lock:
+            self._places += 1
+            return self._places
 
     def variable_id(self, name):
         """Id of the variable name ``name``, emitting ``VariableName`` on first use."""
-        return self._intern(self._variables, name, lambda: {"VariableName": name})
+        known = self._variables.get(name)
+        if known is None:
+            known = self._intern(self._variables, name, lambda: {"VariableName": name})
+            if self.redaction is not None and self.redaction.is_secret(name):
+                self.redacted.add(known)
+        return known
 
-    def intern_type(self, kind, lang_type):
-        """Id of the type (kind, lang_type), emitting its ``Type`` event on first use."""
-        return self._intern(self._types, (kind, lang_type), lambda: {
-            "Type": {"kind": kind, "lang_type": lang_type, "specific_info": {"kind": "None"}}})
+    def redacted_value(self, vid):
+        """The value record shown instead of a secret's value (counted)."""
+        return self.encoder.redacted_value()
+
+    def redacted_value_event(self, vid):
+        """A ``Value`` event (bytes) for the secret variable ``vid``."""
+        return orjson.dumps({"Value": {"variable_id": vid, "value": self.redacted_value(vid)}})
+
+    def intern_type(self, kind, lang_type, fields=None):
+        """Id of the type (kind, lang_type[, field names]), emitting its ``Type`` event on
+        first use.  Struct fields are typed ``object``: each field value carries its own
+        type id."""
+        if fields is None:
+            info = {"kind": "None"}
+        else:
+            field_type = self.encoder.raw_type
+            info = {"kind": "Struct",
+                    "fields": [{"name": name, "type_id": field_type} for name in fields]}
+        return self._intern(self._types, (kind, lang_type, fields), lambda: {
+            "Type": {"kind": kind, "lang_type": lang_type, "specific_info": info}})
 
     # -- runtime ----------------------------------------------------------------------------
 
     def start(self):
         """Bind the probes to this recorder; from now on instrumented code is recorded."""
         probes.bind(self)
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._forget_in_child)
+
+    def _forget_in_child(self):
+        # A forked child must not write into the parent's trace: it runs unrecorded.
+        probes.disable()
+        self.finished = True
+        del self.buffer[:]
 
     def new_thread(self):
         """A new shadow stack (and trace thread number) for a thread seen for the first time."""
@@ -147,10 +218,14 @@ class Recorder(ProbeRegistry):
                            % (type(exc).__name__, exc))
 
     def probe_failed(self):
-        """Count a failure inside a probe and warn once; the program is not affected."""
+        """Count a failure inside a probe and warn once; the program is not affected.
+
+        (A RecursionError is counted by the probe itself and not reported: the program runs
+        at the recursion limit, where a probe's frame does not fit.)
+        """
+        exc = sys.exc_info()[1]
         self.failures += 1
         if not self._warned:
-            exc = sys.exc_info()[1]
             self._warn("internal error while recording (%s: %s); recording continues, "
                        "some events may be missing" % (type(exc).__name__, exc))
 
@@ -160,6 +235,10 @@ class Recorder(ProbeRegistry):
             sys.__stderr__.write("ctinstrument: %s\n" % message)
         except Exception:
             pass
+
+    def describe_exception(self, exception):
+        """Text naming an exception and its simple arguments, built without user code."""
+        return safe_text(self.encoder.raw(exception)["r"])
 
     def record_error(self, text):
         """Add an ``Event`` of kind Error (an uncaught exception's printed text)."""
@@ -184,14 +263,61 @@ class Recorder(ProbeRegistry):
                 "return_value": self.encoder.encode(code)}}))
             self.flush()
             metadata = {
-                "workdir": os.getcwd(),
+                "workdir": self.workdir,
                 "program": self.program,
                 "args": self.args,
                 "recorder": "ctinstrument %s" % __version__,
                 "python": sys.version.split()[0],
                 "exit_code": code,
-                "recording_id": str(uuid.uuid4()),
+                "recording_id": self.recording_id,
                 "events": self.writer.events_written,
                 "probe_failures": self.failures,
+                "redactions": self.encoder.redactions,
             }
             self.writer.close(metadata, list(self._paths))
+
+    # -- crash safety and program input/output --------------------------------------------
+
+    def write_start_metadata(self):
+        """Flush the buffered prologue and write a provisional ``trace_metadata.json`` (with
+        ``"incomplete": true``), so that a run killed before ``finish`` still leaves the
+        program, its arguments and the working directory for ``ctinstrument repair``;
+        ``finish`` replaces it."""
+        self.flush()
+        self.writer.write_metadata({
+            "workdir": os.getcwd(),
+            "program": self.program,
+            "args": self.args,
+            "recorder": "ctinstrument %s" % __version__,
+            "python": sys.version.split()[0],
+            "incomplete": True,
+        })
+
+    _last_io = None  # the latest Write/Read record, which the next piece may extend
+
+    def record_io(self, thread, kind, stream, text):
+        """Add ``text`` (a str) that thread number ``thread`` wrote to (``EVENT_WRITE``) or
+        read from (``EVENT_READ``) ``stream`` (``"stdout"``, ``"stderr"``, ``"stdin"``) as an
+        ``Event`` at that thread's current step.
+
+        A piece that directly follows the same thread's piece of the same kind and stream,
+        with nothing recorded in between (the parts ``print()`` writes), extends that event
+        up to ``IO_MERGE_LIMIT`` characters.  Under the lock, so a flush never takes the
+        event away between the check and the extension.
+        """
+        if not text.isascii():
+            text = safe_text(text)
+        with self._lock:
+            last = self._last_io
+            tail = self.buffer[-1:]
+            if tail and tail[0] is last and last[0] == thread:
+                event = last[1]["Event"]
+                if (event["kind"] == kind and event["metadata"] == stream
+                        and len(event["content"]) < IO_MERGE_LIMIT):
+                    event["content"] += text
+                    return
+            self._last_io = last = (thread, {"Event": {
+                "kind": kind, "metadata": stream, "content": text}})
+            self.buffer.append(last)
+            if len(self.buffer) > self.buffer_limit:
+                self.flush()

@@ -7,7 +7,12 @@ What gets inserted, per code object (recursively over nested code objects):
   jump or handler target; the probe decides at run time whether the site is a line event
   (same rules as ``sys.settrace``: the line changed, or a backward jump);
 * a return probe before each return, a yield probe before each yield, a resume probe after it;
-* a catch-all handler around the body that reports an exception exit and re-raises unchanged.
+* a catch-all handler around the body that reports an exception exit and re-raises unchanged;
+* a catch probe at the entry of every ``except``/``finally``/``with`` handler, passing the
+  exception that was raised in (or propagated into) the frame;
+* a store probe before every name store and delete (the value is copied from the stack, the
+  target is never read back), a mutation probe before attribute, item and slice stores, and
+  save/restore probes around the locals that 3.12+ inlined comprehensions borrow.
 
 Inserted instructions take the source location of the instruction they precede, so
 tracebacks, ``f_lineno``, warnings and logging see the original positions.  The per-version
@@ -21,6 +26,7 @@ from bytecode import Bytecode, Instr, Label, TryBegin, TryEnd
 
 from . import instructions as ins
 from .errors import InstrumentationError
+from .isolation import PRIVATE_BUILTINS as __builtins__  # noqa: F401 (see isolation.py)
 
 STEP = "__ctinstrument_step__"
 CALL = "__ctinstrument_call__"
@@ -28,21 +34,56 @@ RETURN = "__ctinstrument_return__"
 UNWIND = "__ctinstrument_unwind__"
 YIELD = "__ctinstrument_yield__"
 RESUME = "__ctinstrument_resume__"
-PROBE_NAMES = (STEP, CALL, RETURN, UNWIND, YIELD, RESUME)
+STORE = "__ctinstrument_store__"
+DELETE = "__ctinstrument_delete__"
+MUTATE = "__ctinstrument_mutate__"
+SAVE = "__ctinstrument_save__"
+RESTORE = "__ctinstrument_restore__"
+CATCH = "__ctinstrument_catch__"
+PROBE_NAMES = (STEP, CALL, RETURN, UNWIND, YIELD, RESUME, STORE, DELETE, MUTATE, SAVE, RESTORE,
+               CATCH)
 
+CO_NEWLOCALS = 0x02
 CO_VARARGS = 0x04
 CO_VARKEYWORDS = 0x08
 
+# Name stores and deletes: opcode -> where the name lives ("frame" or "global").
+NAME_STORES = {"STORE_FAST": "frame", "STORE_DEREF": "frame", "STORE_NAME": "name",
+               "STORE_GLOBAL": "global"}
+NAME_DELETES = {"DELETE_FAST": "frame", "DELETE_DEREF": "frame", "DELETE_NAME": "name",
+                "DELETE_GLOBAL": "global"}
+# Stores into an object: opcode -> stack depth of the object being changed.
+OBJECT_STORES = {"STORE_ATTR": 1, "DELETE_ATTR": 1, "STORE_SUBSCR": 2, "DELETE_SUBSCR": 2,
+                 "STORE_SLICE": 3}
+
+# Frame kinds, for the registry.
+FUNCTION_FRAME = "function"
+MODULE_FRAME = "module"
+CLASS_FRAME = "class"
+
 
 class ProbeRegistry:
-    """What the rewriter needs from the recorder: ids for functions and line sites."""
+    """What the rewriter needs from the recorder: ids for functions, line and store sites."""
 
-    def function_id(self, path, line, name, argnames):
-        """Return the function id for a code object about to be instrumented."""
+    def function_id(self, path, line, name, argnames, cellnames, kind, module_id):
+        """Return the function id for a code object about to be instrumented.
+
+        ``argnames`` are the parameters in signature order, ``cellnames`` the cell and free
+        variables whose cell objects the entry probe passes, ``kind`` one of FUNCTION_FRAME,
+        MODULE_FRAME, CLASS_FRAME, ``module_id`` the function id of the enclosing module body
+        (None for the module body itself).
+        """
         raise NotImplementedError
 
-    def line_site(self, function_id, line):
-        """Return a new site id (ints increase in code order within one code object)."""
+    def line_site(self, function_id, line, forced):
+        """Return a new site id (ints increase in code order within one code object).
+
+        ``forced``: reaching the site is a line event even if the line did not change.
+        """
+        raise NotImplementedError
+
+    def store_site(self, function_id, name, in_module_namespace):
+        """Return the site id of stores to variable ``name`` in this code object."""
         raise NotImplementedError
 
 
@@ -82,27 +123,96 @@ def instrument_module_code(code, registry, module_name, path):
                                    % (module_name, path, type(exc).__name__, exc)) from exc
 
 
-def _instrument(code, registry, path, module_label, parent_qualname, parent_is_function):
+def _instrument(code, registry, path, module_label, parent_qualname, parent_is_function,
+                module_id=None):
     """``module_label`` is set for a module body only; nested code objects pass None."""
     is_module = module_label is not None
     qualname = module_label if is_module else qualified_name(code, parent_qualname,
                                                              parent_is_function)
-    is_function = bool(code.co_flags & 0x02)  # CO_NEWLOCALS: functions, lambdas, comprehensions
+    is_function = bool(code.co_flags & CO_NEWLOCALS)  # functions, lambdas, comprehensions
+    kind = MODULE_FRAME if is_module else FUNCTION_FRAME if is_function else CLASS_FRAME
     child_parent = None if is_module else qualname
     argnames = argument_names(code) if is_function else ()
-    fid = registry.function_id(path, code.co_firstlineno, qualname, argnames)
+    cells = set(code.co_cellvars)
+    cellnames = tuple(code.co_cellvars) + tuple(code.co_freevars)
+    fid = registry.function_id(path, code.co_firstlineno, qualname, argnames, cellnames, kind,
+                               module_id)
+    if is_module:
+        module_id = fid
 
     bc = Bytecode.from_code(code)
     for item in bc:
         if isinstance(item, Instr) and isinstance(item.arg, types.CodeType):
-            item.arg = _instrument(item.arg, registry, path, None, child_parent, is_function)
-    cells = set(code.co_cellvars)
-    loads = [ins.load_variable(arg, arg in cells) for arg in argnames]
-    new = _insert_probes(bc, registry, fid, loads)
+            item.arg = _instrument(item.arg, registry, path, None, child_parent, is_function,
+                                   module_id)
+    arg_loads = [ins.load_variable(arg, arg in cells) for arg in argnames]
+    cell_loads = [ins.load_cell(name, name not in cells) for name in cellnames]
+    stores = _StoreSites(registry, fid, kind)
+    new = _insert_probes(bc, registry, fid, arg_loads, cell_loads, stores)
     # bytecode numbers locals by first appearance after the arguments; listing every original
     # local as "argnames" keeps co_varnames (and so locals() order) exactly as compiled.
     new.argnames = list(code.co_varnames)
     return new.to_code()
+
+
+class _StoreSites:
+    """Store site ids of one code object, by variable name and scope."""
+
+    def __init__(self, registry, fid, kind):
+        self.registry = registry
+        self.fid = fid
+        self.kind = kind
+        self._sites = {}
+
+    def site(self, name, scope):
+        """Site id for a store to ``name`` (scope as in NAME_STORES), or None to skip it."""
+        in_module = scope == "global" or (scope == "name" and self.kind == MODULE_FRAME)
+        if (in_module or self.kind == CLASS_FRAME) and name[:2] == "__" and name[-2:] == "__":
+            return None  # dunders of module and class namespaces are not shown
+        key = (name, in_module)
+        site = self._sites.get(key)
+        if site is None:
+            site = self._sites[key] = self.registry.store_site(self.fid, name, in_module)
+        return site
+
+
+def _variable_name(instr):
+    arg = instr.arg
+    return arg if isinstance(arg, str) else arg.name
+
+
+def _comprehension_restores(items):
+    """Indices of the STORE_FASTs that put back locals saved by LOAD_FAST_AND_CLEAR (3.12+).
+
+    They follow the end of an inlined comprehension's loop (or start its cleanup handler) in a
+    run of END_FOR/POP_TOP/SWAP/STORE_FAST; the first store of each saved name in that run is
+    the restore.  Its value may be "unbound", so it must never be copied to a probe.
+    """
+    saved = {_variable_name(i) for i in items
+             if isinstance(i, Instr) and i.name == "LOAD_FAST_AND_CLEAR"}
+    if not saved:
+        return set()
+    restores = set()
+    in_run = False
+    seen = set()
+    for index, item in enumerate(items):
+        if isinstance(item, Label):
+            in_run, seen = True, set()
+            continue
+        if not isinstance(item, Instr):
+            continue
+        if item.name == "END_FOR":
+            in_run, seen = True, set()
+        elif item.name in ("POP_TOP", "SWAP"):
+            pass
+        elif item.name == "STORE_FAST" and in_run:
+            name = _variable_name(item)
+            if name in saved and name not in seen:
+                restores.add(index)
+            seen.add(name)
+        else:
+            in_run = False
+    return restores
 
 
 def _located(seq, model):
@@ -133,20 +243,64 @@ def _prologue_length(items):
     return end
 
 
-def _insert_probes(bc, registry, fid, arg_loads):
-    items = list(bc)
+def _block_depth(items):
+    """Deepest block nesting of 3.10 code, in code order (enough to stay below the limit)."""
+    depth = deepest = 0
+    for item in items:
+        if isinstance(item, Instr):
+            if item.name in ins.BLOCK_SETUPS:
+                depth += 1
+                deepest = max(deepest, depth)
+            elif item.name == "POP_BLOCK":
+                depth -= 1
+    return deepest
+
+
+def _split_superinstructions(items):
+    out = []
+    for item in items:
+        split = ins.split_superinstruction(item) if isinstance(item, Instr) else None
+        out.extend(split or (item,))
+    return out
+
+
+def _store_probe(item, stores, restores, index):
+    """Probe instructions to put before store/delete instruction ``item`` (or [])."""
+    name = item.name
+    if name in NAME_STORES:
+        site = stores.site(_variable_name(item), NAME_STORES[name])
+        if site is None:
+            return []
+        if index in restores:
+            return ins.call_with_consts(RESTORE, site)
+        return ins.call_with_top(STORE, site)
+    if name in NAME_DELETES:
+        site = stores.site(_variable_name(item), NAME_DELETES[name])
+        return [] if site is None else ins.call_with_consts(DELETE, site)
+    if name == "LOAD_FAST_AND_CLEAR":
+        return ins.call_with_consts(SAVE, stores.site(_variable_name(item), "frame"))
+    if name in OBJECT_STORES:
+        try:
+            return ins.call_with_stack_item(MUTATE, OBJECT_STORES[name], stores.fid)
+        except InstrumentationError:
+            return []
+    return []
+
+
+def _insert_probes(bc, registry, fid, arg_loads, cell_loads, stores):
+    items = _split_superinstructions(list(bc))
+    restores = _comprehension_restores(items) if ins.HAS_INLINED_COMPREHENSIONS else set()
     start = _prologue_length(items)
     handler = Label()
     out = items[:start]
     first = next((i for i in items[start:] if isinstance(i, Instr)), None)
     if first is None:
         raise InstrumentationError("code object without a body")
-    out.extend(_located(ins.call_with_locals(CALL, fid, arg_loads), first))
+    out.extend(_located(ins.call_with_tuples(CALL, fid, arg_loads, cell_loads), first))
 
-    setup = None
-    if not ins.HAS_EXCEPTION_TABLE:
-        setup = Instr("SETUP_FINALLY", handler, location=first.location)
-        out.append(setup)
+    wrap = ins.HAS_EXCEPTION_TABLE or _block_depth(items) + 2 < ins.MAX_BLOCKS
+    if not ins.HAS_EXCEPTION_TABLE and wrap:
+        out.append(Instr("SETUP_FINALLY", handler, location=first.location))
 
     # Labels that start a line event when reached: jump and handler targets, except the
     # 3.11+ send loop's JUMP_BACKWARD_NO_INTERRUPT, which sys.settrace does not report.
@@ -158,6 +312,11 @@ def _insert_probes(bc, registry, fid, arg_loads):
                 and item.name != "JUMP_BACKWARD_NO_INTERRUPT":
             targets.add(item.arg)
 
+    # Handlers of the program's own try/with statements (not our catch-all).
+    user_handlers = {item.target for item in items if isinstance(item, TryBegin)} | {
+        item.arg for item in items if isinstance(item, Instr) and item.name in ins.BLOCK_SETUPS}
+    catch_pending = False
+
     in_user_try = False
     for item in out:
         if isinstance(item, TryBegin):
@@ -168,9 +327,12 @@ def _insert_probes(bc, registry, fid, arg_loads):
     prev_line = None
     last_site = -1
     after_label = False
+    forced = False  # the next line site is a line event even on the same line
+    after_no_line = False  # falling through from an instruction without a line
     carried = None  # a line site that could not be placed before a fused instruction
     prev_instr = None
-    for item in items[start:]:
+    for index in range(start, len(items)):
+        item = items[index]
         if isinstance(item, TryBegin):
             if our_try is not None:
                 out.append(TryEnd(our_try))
@@ -183,7 +345,11 @@ def _insert_probes(bc, registry, fid, arg_loads):
             out.append(item)
             continue
         if isinstance(item, Label):
+            if item in user_handlers:
+                catch_pending = True
             after_label = after_label or item in targets
+            if item in targets:
+                after_no_line = False  # the previous instruction may be a jump's source
             out.append(item)
             continue
         if not isinstance(item, Instr):
@@ -194,6 +360,14 @@ def _insert_probes(bc, registry, fid, arg_loads):
             our_try = TryBegin(handler, push_lasti=True, stack_depth=0)
             out.append(our_try)
 
+        if catch_pending:
+            # Before the handler's own line step: the event belongs to the raising line.
+            catch_pending = False
+            upcoming = [i.name for i in items[index:index + 4] if isinstance(i, Instr)]
+            if ins.is_handler_entry(upcoming):
+                out.extend(_located(ins.call_with_stack_item(
+                    CATCH, ins.HANDLER_EXCEPTION_DEPTH, fid), item))
+
         line = item.lineno
         site_line = None
         if line is not None and (line != prev_line or after_label):
@@ -202,8 +376,14 @@ def _insert_probes(bc, registry, fid, arg_loads):
             site_line = carried
         carried = None
         if line is not None:
+            if after_no_line:
+                forced = True
+                after_no_line = False
             prev_line = line
             after_label = False
+        elif ins.NO_LINE_RESETS_LINE:
+            prev_line = None
+            after_no_line = prev_instr is not None
 
         blocked = (item.name in ins.NO_PROBE_BEFORE
                    or (prev_instr is not None and prev_instr.name in ins.NO_PROBE_AFTER))
@@ -211,20 +391,24 @@ def _insert_probes(bc, registry, fid, arg_loads):
             if blocked:
                 carried = site_line
             else:
-                last_site = registry.line_site(fid, site_line)
+                last_site = registry.line_site(fid, site_line, forced)
+                forced = False
                 out.extend(_located(ins.call_with_consts(STEP, last_site), item))
 
         name = item.name
+        out.extend(_located(_store_probe(item, stores, restores, index), item))
         if name == "RETURN_VALUE":
             out.extend(_located(ins.call_with_top(RETURN, fid), item))
         elif name == "RETURN_CONST":
             out.extend(_located(ins.call_with_consts(RETURN, item.arg, fid), item))
         elif name == "YIELD_VALUE":
+            yield_line = -1 if prev_line is None else prev_line
             if ins.THROW_READS_ARG_BEFORE_YIELD and prev_instr is not None \
                     and prev_instr.name == "SEND":
-                probe = ins.call_with_top_before_send_yield(YIELD, prev_instr.arg, fid)
+                probe = ins.call_with_top_before_send_yield(YIELD, prev_instr.arg, fid,
+                                                            yield_line)
             else:
-                probe = ins.call_with_top(YIELD, fid)
+                probe = ins.call_with_top(YIELD, fid, yield_line)
             out.extend(_located(probe, item))
         out.append(item)
 
@@ -237,9 +421,9 @@ def _insert_probes(bc, registry, fid, arg_loads):
 
     if our_try is not None:
         out.append(TryEnd(our_try))
-    last = prev_instr or first
-    out.append(handler)
-    out.extend(_located(ins.unwind_handler(UNWIND, fid), last))
+    if wrap:
+        out.append(handler)
+        out.extend(_located(ins.unwind_handler(UNWIND, fid), prev_instr or first))
 
     bc[:] = out
     return bc

@@ -1,7 +1,8 @@
 """Run the program as ``python SCRIPT`` / ``python -m MODULE`` would, under the recorder.
 
 The script is compiled, instrumented and executed as the real ``__main__`` module (same
-``sys.argv``, ``sys.path[0]``, ``__file__`` and module attributes as a plain run).  An
+``sys.argv``, ``sys.path[0]``, ``__file__`` and module attributes as a plain run; the CLI
+has removed its own launcher's ``sys.path[0]`` before).  An
 uncaught exception is printed by ``sys.excepthook`` without ctinstrument's own frames and
 recorded as an ``Event`` of kind Error; the exit status is the program's.
 """
@@ -13,6 +14,9 @@ import runpy
 import sys
 import traceback
 import types
+
+from .capture import without_wrapper_frames
+from .instructions import PROBE_CALL_DEPTH
 
 _OWN_PREFIX = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
@@ -35,10 +39,79 @@ def exit_code_of(exc):
     return 1
 
 
+def _is_own(tb):
+    return tb.tb_frame.f_code.co_filename.startswith(_OWN_PREFIX)
+
+
 def _strip_own_frames(tb):
-    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_OWN_PREFIX):
+    """``tb`` without ctinstrument's frames: the runner's at the top and, when an exception
+    (KeyboardInterrupt) arrived while a probe ran, the probe's at the bottom."""
+    while tb is not None and _is_own(tb):
         tb = tb.tb_next
+    last_user = None
+    entry = tb
+    while entry is not None:
+        if not _is_own(entry):
+            last_user = entry
+        entry = entry.tb_next
+    if last_user is not None and last_user.tb_next is not None:
+        last_user.tb_next = None
     return tb
+
+
+def script_path(script):
+    """The path Python gives a script's ``__file__`` and code: absolute, not normalised."""
+    return script if os.path.isabs(script) else os.path.join(os.getcwd(), script)
+
+
+def forget_shadowed_modules(preloaded, directory):
+    """Drop from ``sys.modules`` what ctinstrument imported that the program's own directory
+    shadows (a local ``uuid.py``), so that the program imports its own module, as it would
+    without the recorder.  ``preloaded``: the module names present before ctinstrument."""
+    for name in [n for n in sys.modules if n not in preloaded and "." not in n]:
+        if os.path.isfile(os.path.join(directory, name + ".py")) or os.path.isfile(
+                os.path.join(directory, name, "__init__.py")):
+            for loaded in [n for n in sys.modules if n == name or n.startswith(name + ".")]:
+                del sys.modules[loaded]
+
+
+class RecursionLimitShift:
+    """Keeps the recursion depth the program can reach what it is without the recorder.
+
+    The program runs ``offset`` frames deeper than under a plain ``python`` (the launcher's
+    frames), and a probe needs one frame more.  The real limit is raised by that much and
+    ``sys.getrecursionlimit``/``sys.setrecursionlimit`` are wrapped so the program sees and
+    sets the limit it would have: its frames hit RecursionError at the same depth.
+    """
+
+    def __init__(self, offset):
+        self.extra = offset + PROBE_CALL_DEPTH
+        self._get = sys.getrecursionlimit
+        self._set = sys.setrecursionlimit
+        shift = self
+
+        def getrecursionlimit():
+            return shift._get() - shift.extra
+
+        def setrecursionlimit(limit):
+            if type(limit) is not int or limit < 1:
+                return shift._set(limit)  # the interpreter's own error
+            return shift._set(limit + shift.extra)
+
+        getrecursionlimit.__doc__ = self._get.__doc__
+        setrecursionlimit.__doc__ = self._set.__doc__
+        self._set(self._get() + self.extra)
+        sys.getrecursionlimit = getrecursionlimit
+        sys.setrecursionlimit = setrecursionlimit
+
+
+def _stack_depth():
+    depth = 0
+    frame = sys._getframe(1)
+    while frame is not None:
+        depth += 1
+        frame = frame.f_back
+    return depth
 
 
 def _main_module(path):
@@ -60,18 +133,18 @@ def compile_script(path):
 
 def run_script(code, script, args, state, recorder):
     """Execute the (instrumented) module ``code`` of ``script`` as ``__main__``."""
-    path = os.path.abspath(script)
+    path = script_path(script)
     module = _main_module(path)
     sys.modules["__main__"] = module
     sys.argv[:] = [script] + list(args)
-    sys.path[0] = os.path.dirname(os.path.realpath(path))
+    sys.path.insert(0, os.path.dirname(os.path.realpath(path)))
     _guarded(lambda: exec(code, module.__dict__), state, recorder)
 
 
 def run_module(name, args, state, recorder):
     """Execute module ``name`` as ``__main__`` through ``runpy`` (so tracebacks match)."""
     sys.argv[:] = [name] + list(args)
-    sys.path[0] = os.getcwd()
+    sys.path.insert(0, os.getcwd())
     fresh = types.ModuleType("__main__")
     fresh.__dict__.update({"__annotations__": {}, "__builtins__": builtins})
     sys.modules["__main__"] = fresh
@@ -79,6 +152,8 @@ def run_module(name, args, state, recorder):
 
 
 def _guarded(body, state, recorder):
+    # The program's module frame will sit below this frame and the lambda calling it.
+    RecursionLimitShift(_stack_depth() + 1)
     try:
         body()
     except SystemExit as exc:
@@ -93,6 +168,7 @@ def _guarded(body, state, recorder):
 
 def report_uncaught(etype, exc, tb, state, recorder):
     """Record and print an exception that escaped the program, as Python would."""
+    tb = without_wrapper_frames(tb)
     try:
         text = "".join(traceback.format_exception(etype, exc, tb))
     except Exception:
@@ -101,4 +177,7 @@ def report_uncaught(etype, exc, tb, state, recorder):
     state.exit_code = 1
     state.interrupted = issubclass(etype, KeyboardInterrupt)
     exc.__traceback__ = tb
+    sys.last_type, sys.last_value, sys.last_traceback = etype, exc, tb
+    if sys.version_info >= (3, 12):
+        sys.last_exc = exc
     sys.excepthook(etype, exc, tb)

@@ -14,6 +14,7 @@ import sys
 import sysconfig
 
 from .errors import UsageError
+from .isolation import PRIVATE_BUILTINS as __builtins__  # noqa: F401 (see isolation.py)
 
 _PATTERN = re.compile(r"^[A-Za-z_*?\[][\w*?\[\]!.-]*$")
 _NEVER = ("ctinstrument", "bytecode", "orjson", "click", "_pytest", "pytest", "pluggy")
@@ -23,6 +24,8 @@ def split_patterns(values):
     """Flatten repeated and comma-separated pattern options; raises UsageError on a bad one."""
     patterns = []
     for value in values:
+        if not value.strip():
+            raise UsageError("empty module pattern (expected a dotted module name or a glob)")
         for part in value.split(","):
             part = part.strip()
             if not part:

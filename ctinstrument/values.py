@@ -1,21 +1,29 @@
 """Python object -> CodeTracer value record (FORMAT.md §Values), without running user code.
 
 The encoder reads only what the interpreter stores: the exact type of a value, the items of
-built-in containers, the digits of an int.  It never calls ``__repr__``, ``__str__``,
-``__eq__``, ``__hash__``, ``__len__``, properties or ``__getattr__`` of user classes; anything
-it does not know is shown as a ``Raw`` record built from the type's name.  Containers are cut
-at ``max_items`` and ``max_depth`` with the cut shown as a final ``Raw`` element.
+built-in containers (through the base type's C methods, so a subclass cannot intercept),
+instance dicts and slots through the interpreter's own descriptors, the digits of an int.
+It never calls ``__repr__``, ``__str__``, ``__eq__``, ``__hash__``, ``__len__``,
+properties or ``__getattr__`` of user classes.  What it cannot show safely becomes a ``Raw``
+record naming the type.  Limits (``Limits``): nesting depth, items per container, characters
+per string; a cut is shown as a final ``Raw`` element (``"… 9,900 more"``).  A container met
+again inside the same value (a cycle or a shared reference) is a ``Reference``.  Values are
+encoded and dropped: the encoder keeps no reference to them.
 """
 
 import base64
+import collections
+import enum
 import math
 import types
+from .isolation import PRIVATE_BUILTINS as __builtins__  # noqa: F401 (see isolation.py)
 
 I64_MIN = -(1 << 63)
 I64_MAX = (1 << 63) - 1
 
 # TypeKind numbers (FORMAT.md §TypeKind numbers).
 KIND_SEQ = 0
+KIND_SET = 1
 KIND_STRUCT = 6
 KIND_INT = 7
 KIND_FLOAT = 8
@@ -24,12 +32,32 @@ KIND_BOOL = 12
 KIND_RAW = 16
 KIND_ERROR = 24
 KIND_TUPLE = 27
+KIND_VARIANT = 28
 KIND_NONE = 30
 
 NONE_VALUE = {"kind": "None", "type_id": 0}
 
+_type_dict = type.__dict__["__dict__"].__get__
 _type_name_of = type.__dict__["__qualname__"].__get__
 _type_module_of = type.__dict__["__module__"].__get__
+_type_mro = type.__dict__["__mro__"].__get__
+_exception_args = BaseException.__dict__["args"].__get__
+_GetSet = types.GetSetDescriptorType
+_Member = types.MemberDescriptorType
+# Types whose repr is computed by the interpreter from the value alone.
+_SAFE_REPR = (complex, range, bytes, bytearray, slice)
+
+
+class Limits:
+    """How much of a value is captured: ``depth`` nested containers, ``items`` per
+    container, ``string`` characters per string (bytes: per bytes object)."""
+
+    def __init__(self, depth=3, items=100, string=1000):
+        if min(depth, items, string) < 1:
+            raise ValueError("value limits must be positive")
+        self.depth = depth
+        self.items = items
+        self.string = string
 
 
 def type_name(cls):
@@ -61,19 +89,50 @@ def _float_text(value):
     return repr(value)
 
 
+def _class_attribute(cls, name):
+    """``name`` from the class dicts along the MRO, read without descriptors or metaclasses."""
+    for klass in _type_mro(cls):
+        namespace = _type_dict(klass)
+        if name in namespace:
+            return namespace[name]
+    return None
+
+
+def _instance_dict(value, cls):
+    """The instance ``__dict__`` through the interpreter's own descriptor, or None."""
+    descriptor = _class_attribute(cls, "__dict__")
+    if type(descriptor) is not _GetSet:
+        return None  # no instance dict, or a user-defined __dict__ attribute
+    namespace = descriptor.__get__(value, cls)
+    return namespace if type(namespace) is dict else None
+
+
+def _slot_names(cls):
+    names = []
+    for klass in _type_mro(cls):
+        slots = _type_dict(klass).get("__slots__", ())
+        if isinstance(slots, str):
+            slots = (slots,)
+        for name in slots:
+            if isinstance(name, str) and name not in ("__dict__", "__weakref__"):
+                names.append((klass, name))
+    return names
+
+
 class ValueEncoder:
     """Encodes objects into value records (dicts in the CodeTracer JSON shape).
 
-    ``intern_type(kind, lang_type)`` must return a type id whose ``Type`` event is already in
-    the stream.  Limits: ``max_depth`` nested containers, ``max_items`` items per container,
-    ``max_string`` characters per string.
+    ``intern_type(kind, lang_type, fields=None)`` must return a type id whose ``Type`` event
+    is already in the stream (``fields``: field names of a Struct type); ``is_secret(name)``
+    says whether an attribute or key name holds a secret (its value is redacted);
+    ``limits`` is a ``Limits``.
     """
 
-    def __init__(self, intern_type, max_depth=3, max_items=100, max_string=1000):
+    def __init__(self, intern_type, limits=None, is_secret=None):
         self.intern_type = intern_type
-        self.max_depth = max_depth
-        self.max_items = max_items
-        self.max_string = max_string
+        self.limits = limits or Limits()
+        self.is_secret = is_secret
+        self.redactions = 0
         t = intern_type
         self.int_type = t(KIND_INT, "int")
         self.bool_type = t(KIND_BOOL, "bool")
@@ -86,19 +145,26 @@ class ValueEncoder:
         self.error_type = t(KIND_ERROR, "Error")
         self._true = {"kind": "Bool", "b": True, "type_id": self.bool_type}
         self._false = {"kind": "Bool", "b": False, "type_id": self.bool_type}
-        self._raw_types = {}
+        self._types = {}
 
     def encode(self, value, depth=0):
         """Return the value record of ``value``; never raises (failures become ``Error``)."""
         try:
-            return self._encode(value, depth)
+            return self._encode(value, depth, {})
         except RecursionError:
             return {"kind": "Error", "msg": "too deep to capture", "type_id": self.error_type}
         except Exception as exc:
             return {"kind": "Error", "msg": "cannot capture: %s" % type(exc).__name__,
                     "type_id": self.error_type}
 
-    def _encode(self, value, depth):
+    def _type_id(self, kind, cls, fields=None):
+        key = (kind, cls, fields)
+        known = self._types.get(key)
+        if known is None:
+            known = self._types[key] = self.intern_type(kind, type_name(cls), fields)
+        return known
+
+    def _encode(self, value, depth, seen):
         cls = type(value)
         if value is None:
             return NONE_VALUE
@@ -111,15 +177,61 @@ class ValueEncoder:
         if cls is float:
             return {"kind": "Float", "f": _float_text(value), "type_id": self.float_type}
         if cls is str:
-            if len(value) > self.max_string:
-                value = value[:self.max_string] + "… (%d more characters)" % (
-                    len(value) - self.max_string)
-            return {"kind": "String", "text": safe_text(value), "type_id": self.str_type}
-        if cls is list or cls is tuple:
-            return self._sequence(value, depth, cls is tuple)
-        if cls is dict:
-            return self._dict(value, depth)
-        return self.raw(value)
+            return {"kind": "String", "text": self._text(value), "type_id": self.str_type}
+        if cls in _SAFE_REPR:
+            return self._safe_repr(value, cls)
+        if cls in (types.FunctionType, types.BuiltinFunctionType, types.MethodType,
+                   types.ModuleType) or issubclass(cls, (type, BaseException)):
+            return self.raw(value)
+        if depth >= self.limits.depth:
+            return self.raw(value)
+        key = id(value)
+        if key in seen:
+            return {"kind": "Reference", "dereferenced": self.raw(value), "address": key,
+                    "mutable": True, "type_id": self._type_id(KIND_RAW, cls)}
+        seen[key] = True
+        if issubclass(cls, dict):
+            return self._mapping(value, cls, depth, seen)
+        if issubclass(cls, enum.Enum):
+            return self._enum(value, cls, depth, seen)
+        if issubclass(cls, tuple):
+            if _class_attribute(cls, "_fields") is not None:
+                return self._named_tuple(value, cls, depth, seen)
+            return self._items(tuple.__getitem__(value, slice(0, self.limits.items)),
+                               tuple.__len__(value), cls, depth, seen, "Tuple")
+        if issubclass(cls, list):
+            return self._items(list.__getitem__(value, slice(0, self.limits.items)),
+                               list.__len__(value), cls, depth, seen, "Sequence")
+        if issubclass(cls, (set, frozenset)):
+            base = set if issubclass(cls, set) else frozenset
+            return self._items(self._first(base.__iter__(value)), base.__len__(value),
+                               cls, depth, seen, "Sequence")
+        if cls is collections.deque:
+            return self._items(self._first(iter(value)), len(value), cls, depth, seen,
+                               "Sequence")
+        return self._object(value, cls, depth, seen)
+
+    def _text(self, value):
+        limit = self.limits.string
+        if len(value) > limit:
+            value = value[:limit] + "… (%d more characters)" % (len(value) - limit)
+        return safe_text(value)
+
+    def _safe_repr(self, value, cls):
+        if cls in (bytes, bytearray) and len(value) > self.limits.string:
+            text = "%r… (%d more bytes)" % (value[:self.limits.string],
+                                           len(value) - self.limits.string)
+        else:
+            text = repr(value)
+        return {"kind": "Raw", "r": text, "type_id": self._type_id(KIND_RAW, cls)}
+
+    def _first(self, iterator):
+        items = []
+        for item in iterator:
+            if len(items) == self.limits.items:
+                break
+            items.append(item)
+        return items
 
     def big_int(self, value):
         magnitude = -value if value < 0 else value
@@ -128,47 +240,100 @@ class ValueEncoder:
                 "negative": value < 0, "type_id": self.int_type}
 
     def _cut(self, count):
-        return {"kind": "Raw", "r": "… %d more" % count, "type_id": self.raw_type}
+        return {"kind": "Raw", "r": "… {:,} more".format(count), "type_id": self.raw_type}
 
-    def _sequence(self, value, depth, is_tuple):
-        if depth >= self.max_depth:
-            return self.raw(value)
-        items = value[:self.max_items]
-        elements = [self._encode(item, depth + 1) for item in items]
-        if len(value) > len(items):
-            elements.append(self._cut(len(value) - len(items)))
-        if is_tuple:
-            return {"kind": "Tuple", "elements": elements, "type_id": self.tuple_type}
+    def _items(self, items, total, cls, depth, seen, kind):
+        elements = [self._encode(item, depth + 1, seen) for item in items]
+        if total > len(elements):
+            elements.append(self._cut(total - len(elements)))
+        if kind == "Tuple":
+            type_id = self.tuple_type if cls is tuple else self._type_id(KIND_TUPLE, cls)
+            return {"kind": "Tuple", "elements": elements, "type_id": type_id}
+        if cls is list:
+            type_id = self.list_type
+        else:
+            type_id = self._type_id(KIND_SET if issubclass(cls, (set, frozenset))
+                                    else KIND_SEQ, cls)
         return {"kind": "Sequence", "elements": elements, "is_slice": False,
-                "type_id": self.list_type}
+                "type_id": type_id}
 
-    def _dict(self, value, depth):
-        if depth >= self.max_depth:
-            return self.raw(value)
+    def _mapping(self, value, cls, depth, seen):
         elements = []
+        limit = self.limits.items
         for index, (key, item) in enumerate(dict.items(value)):
-            if index == self.max_items:
-                elements.append(self._cut(len(value) - index))
+            if index == limit:
+                elements.append(self._cut(dict.__len__(value) - index))
                 break
-            elements.append({"kind": "Tuple", "type_id": self.tuple_type, "elements": [
-                self._encode(key, depth + 1), self._encode(item, depth + 1)]})
+            if self.is_secret is not None and type(key) is str and self.is_secret(key):
+                shown = self.redacted_value()
+            else:
+                shown = self._encode(item, depth + 1, seen)
+            elements.append({"kind": "Tuple", "type_id": self.tuple_type,
+                             "elements": [self._encode(key, depth + 1, seen), shown]})
+        type_id = self.dict_type if cls is dict else self._type_id(KIND_SEQ, cls)
         return {"kind": "Sequence", "elements": elements, "is_slice": False,
-                "type_id": self.dict_type}
+                "type_id": type_id}
+
+    def _enum(self, value, cls, depth, seen):
+        namespace = _instance_dict(value, cls) or {}
+        name = namespace.get("_name_")
+        contents = self._encode(namespace.get("_value_"), depth + 1, seen)
+        return {"kind": "Variant", "discriminator": name if type(name) is str else "?",
+                "contents": contents, "type_id": self._type_id(KIND_VARIANT, cls)}
+
+    def _named_tuple(self, value, cls, depth, seen):
+        names = _class_attribute(cls, "_fields")
+        count = tuple.__len__(value)
+        if type(names) is not tuple or len(names) != count:
+            return self._items(tuple.__getitem__(value, slice(0, self.limits.items)), count,
+                               cls, depth, seen, "Tuple")
+        fields = [(name, tuple.__getitem__(value, index)) for index, name in enumerate(names)]
+        return self._struct(fields, cls, depth, seen)
+
+    def _object(self, value, cls, depth, seen):
+        fields = []
+        namespace = _instance_dict(value, cls)
+        if namespace is not None:
+            for name, item in dict.items(namespace):
+                if type(name) is str:
+                    fields.append((name, item))
+        for klass, name in _slot_names(cls):
+            descriptor = _type_dict(klass).get(name)
+            if type(descriptor) is _Member:
+                try:
+                    fields.append((name, descriptor.__get__(value, cls)))
+                except AttributeError:
+                    pass  # slot never assigned
+        if not fields and namespace is None:
+            return self.raw(value)
+        return self._struct(fields[:self.limits.items], cls, depth, seen)
+
+    def _struct(self, fields, cls, depth, seen):
+        names = tuple(name for name, _ in fields)
+        values = []
+        for name, item in fields:
+            if self.is_secret is not None and self.is_secret(name):
+                values.append(self.redacted_value())
+            else:
+                values.append(self._encode(item, depth + 1, seen))
+        return {"kind": "Struct", "field_values": values,
+                "type_id": self._type_id(KIND_STRUCT, cls, names)}
 
     def raw(self, value):
         """A ``Raw`` record naming the value's type (and a safe detail for a few builtins)."""
         cls = type(value)
-        type_id = self._raw_types.get(cls)
-        if type_id is None:
-            type_id = self.intern_type(KIND_RAW, type_name(cls))
-            self._raw_types[cls] = type_id
-        return {"kind": "Raw", "r": safe_text(self._describe(value, cls)), "type_id": type_id}
+        return {"kind": "Raw", "r": safe_text(self._describe(value, cls)),
+                "type_id": self._type_id(KIND_RAW, cls)}
 
     def _describe(self, value, cls):
-        if cls is list or cls is tuple or cls is dict:
+        if cls in (list, tuple, dict, set, frozenset):
             return "<%s of %d items>" % (cls.__name__, len(value))
         if cls is types.FunctionType or cls is types.BuiltinFunctionType:
             return "<function %s>" % value.__qualname__
+        if cls is types.MethodType:
+            function = value.__func__
+            name = function.__qualname__ if type(function) is types.FunctionType else "?"
+            return "<bound method %s>" % name
         if cls is types.ModuleType:
             return "<module %s>" % value.__dict__.get("__name__", "?")
         # Subclass checks on the exact type: isinstance() would read a user __class__.
@@ -179,7 +344,7 @@ class ValueEncoder:
         return "<%s object>" % type_name(cls)
 
     def _describe_exception(self, value, cls):
-        args = BaseException.args.__get__(value)
+        args = _exception_args(value)
         shown = []
         for arg in args[:3]:
             kind = type(arg)
@@ -188,6 +353,11 @@ class ValueEncoder:
             else:
                 shown.append("<%s>" % type_name(kind))
         return "%s(%s)" % (type_name(cls), ", ".join(shown))
+
+    def redacted_value(self):
+        """The value record that stands for a redacted secret (counted in ``redactions``)."""
+        self.redactions += 1
+        return {"kind": "Raw", "r": "<redacted>", "type_id": self.raw_type}
 
     def lost_frame_value(self):
         """The return value shown for a frame that ended without a probe seeing it."""

@@ -1,10 +1,11 @@
 """Events -> trace directory (FORMAT.md): streaming ``trace.json`` and the files beside it.
 
 ``trace.json`` is written as ``[`` then one event per line, in batches; ``close`` writes the
-closing ``]``.  A run killed before ``close`` leaves every flushed line readable.  The writer
-sees only (thread, event) records whose events are pre-encoded bytes or orjson-ready objects;
-it inserts ``ThreadStart``/``ThreadSwitch`` when consecutive records come from different
-threads.  It never touches Python objects of the program.
+closing ``]``.  A run killed before ``close`` leaves every flushed line readable (and
+``repair.py`` can complete the directory).  The writer sees only (thread, event) records
+whose events are pre-encoded bytes or orjson-ready objects; it inserts
+``ThreadStart``/``ThreadSwitch`` when consecutive records come from different threads.  It
+never touches Python objects of the program.
 """
 
 import os
@@ -13,6 +14,7 @@ import shutil
 import orjson
 
 from .errors import UsageError
+from .isolation import PRIVATE_BUILTINS as __builtins__  # noqa: F401 (see isolation.py)
 
 
 def prepare_out_dir(path):
@@ -93,3 +95,27 @@ class TraceWriter:
             handle.write(orjson.dumps(list(paths)))
         with open(os.path.join(self.out_dir, "trace_metadata.json"), "wb") as handle:
             handle.write(orjson.dumps(metadata, option=orjson.OPT_INDENT_2))
+
+    def write_metadata(self, metadata):
+        """Write ``trace_metadata.json`` now (``close`` writes it again at the end)."""
+        write_metadata(self.out_dir, metadata)
+
+
+def write_metadata(out_dir, metadata):
+    """Write ``metadata`` (a dict) to ``out_dir/trace_metadata.json``, atomically."""
+    _replace_file(out_dir, "trace_metadata.json",
+                  orjson.dumps(metadata, option=orjson.OPT_INDENT_2))
+
+
+def write_paths(out_dir, paths):
+    """Write ``paths`` (the ``Path`` events' payloads in order) to ``trace_paths.json``."""
+    _replace_file(out_dir, "trace_paths.json", orjson.dumps(list(paths)))
+
+
+def _replace_file(out_dir, name, data):
+    # A crash never leaves a torn file: the old one stays until the new one is complete.
+    target = os.path.join(out_dir, name)
+    partial = "%s.%d.tmp" % (target, os.getpid())
+    with open(partial, "wb") as handle:
+        handle.write(data)
+    os.replace(partial, target)

@@ -61,11 +61,15 @@ class CountingRegistry(ProbeRegistry):
         self.functions = []
         self.sites = 0
 
-    def function_id(self, path, line, name, argnames):
+    def function_id(self, path, line, name, argnames, cellnames, kind, module_id):
         self.functions.append((name, line, tuple(argnames)))
         return len(self.functions) - 1
 
-    def line_site(self, function_id, line):
+    def line_site(self, function_id, line, forced):
+        self.sites += 1
+        return self.sites - 1
+
+    def store_site(self, function_id, name, in_module_namespace):
         self.sites += 1
         return self.sites - 1
 

@@ -61,6 +61,14 @@ def steps_by_thread(events, root=None):
     ``root``, only steps in files under that directory are kept.
     """
     prefix = os.path.realpath(root) + os.sep if root else None
+    # The kind of the next non-definition event after each index, computed backwards.
+    following = [None] * len(events)
+    upcoming = None
+    for index in range(len(events) - 1, -1, -1):
+        following[index] = upcoming
+        name = kind(events[index])
+        if name not in DEFINITIONS:
+            upcoming = name
     paths = []
     threads = {}
     current = 1
@@ -70,10 +78,7 @@ def steps_by_thread(events, root=None):
             paths.append(os.path.realpath(event["Path"]))
         elif name in ("ThreadStart", "ThreadSwitch"):
             current = event[name]
-        elif name == "Step":
-            following = next((e for e in events[index + 1:] if kind(e) not in DEFINITIONS), None)
-            if following is not None and kind(following) == "Call":
-                continue
+        elif name == "Step" and following[index] != "Call":
             step = event["Step"]
             path = paths[step["path_id"]]
             if prefix is None or path.startswith(prefix):
