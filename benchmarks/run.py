@@ -40,12 +40,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 PROGRAMS = os.path.join(HERE, "programs")
 
-# name -> (size for the recorded runs, reference size for plain = the script's DEFAULT_SIZE).
-# The recorded sizes keep one recorded run around 1-5 s on a 2-core machine.
+# name -> size of the recorded runs.  It keeps one recorded run around 1-5 s on a 2-core
+# machine; plain CPython is also run at the script's own DEFAULT_SIZE (0.2-0.5 s).
 WORKLOADS = collections.OrderedDict([
-    ("assignments", (1000, 300_000)),   # loop iterations
-    ("calls", (300, 30_000)),           # rounds (fib + methods + generators)
-    ("realistic", (10, 3_000)),         # JSON lines tokenized, parsed and aggregated
+    ("assignments", 1000),   # loop iterations
+    ("calls", 300),          # rounds (fib + methods + generators)
+    ("realistic", 10),       # JSON lines tokenized, parsed and aggregated
 ])
 
 PEER_PACKAGE = "codetracer_python_recorder"
@@ -53,17 +53,24 @@ PEER_DIST = "codetracer-python-recorder"
 PEER_FORMATS = ("json", "binary")
 
 
+def default_size(name):
+    """The DEFAULT_SIZE of ``programs/NAME.py`` (what ``python NAME.py`` runs)."""
+    with open(os.path.join(PROGRAMS, name + ".py"), encoding="utf-8") as f:
+        match = re.search(r"^DEFAULT_SIZE = ([0-9_]+)$", f.read(), re.M)
+    return int(match.group(1).replace("_", ""))
+
+
 # ----------------------------------------------------------------------------------------
 # running one process
 
 
 def run_process(argv, cwd, env, timeout):
-    """Run ``argv``; returns wall seconds, child CPU seconds, max RSS (KiB), exit code, output."""
+    """Run ``argv``; returns wall seconds, child CPU seconds, exit code and output."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.perf_counter()
         proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                                 stdout=out, stderr=err)
-        cpu = maxrss = None
+        cpu = None
         timed_out = False
         if hasattr(os, "wait4"):
             deadline = start + timeout
@@ -80,7 +87,6 @@ def run_process(argv, cwd, env, timeout):
             wall = time.perf_counter() - start
             proc.returncode = os.waitstatus_to_exitcode(status)
             cpu = usage.ru_utime + usage.ru_stime
-            maxrss = usage.ru_maxrss
         else:  # pragma: no cover - not Linux/macOS
             try:
                 proc.wait(timeout)
@@ -91,7 +97,7 @@ def run_process(argv, cwd, env, timeout):
             wall = time.perf_counter() - start
         out.seek(0)
         err.seek(0)
-        return {"wall": wall, "cpu": cpu, "maxrss_kib": maxrss, "rc": proc.returncode,
+        return {"wall": wall, "cpu": cpu, "rc": proc.returncode,
                 "timed_out": timed_out,
                 "stdout": out.read().decode("utf-8", "replace"),
                 "stderr": err.read().decode("utf-8", "replace")}
@@ -276,8 +282,7 @@ def main(argv=None):
 
     if options.repeat < 1:
         parser.error("--repeat must be at least 1")
-    sizes = {name: max(1, int(round(rec * options.scale)))
-             for name, (rec, _ref) in WORKLOADS.items()}
+    sizes = {name: max(1, int(round(rec * options.scale))) for name, rec in WORKLOADS.items()}
     for item in options.size:
         name, _, value = item.partition("=")
         if name not in WORKLOADS or not value.isdigit() or int(value) < 1:
@@ -323,9 +328,12 @@ def main(argv=None):
         empty = os.path.join(workdir, "empty.py")
         with open(empty, "w") as f:
             f.write("pass\n")
+        # Start-up and plain's reference are short runs that every figure depends on:
+        # they get at least 5 repetitions.
+        short_repeat = max(options.repeat, 5)
         startup = {}
         for tool in tools:
-            runs, trace_dir = measure(tool, empty, [], workdir, options.repeat,
+            runs, trace_dir = measure(tool, empty, [], workdir, short_repeat,
                                       options.timeout, label="empty")
             startup[tool.name] = best(runs) if all(r["rc"] == 0 for r in runs) else None
             shutil.rmtree(trace_dir, ignore_errors=True)
@@ -334,12 +342,12 @@ def main(argv=None):
         for name in workloads:
             script = os.path.join(PROGRAMS, name + ".py")
             size = sizes[name]
-            ref_size = WORKLOADS[name][1]
+            ref_size = default_size(name)
             print("running %s (recorded size %d) ..." % (name, size), file=sys.stderr)
 
             # plain at the reference size: the precise cost of one unit of work
             ref_runs, _ = measure(tools[0], script, [str(ref_size)], workdir,
-                                  options.repeat, options.timeout, label=name)
+                                  short_repeat, options.timeout, label=name)
             ref_wall = best(ref_runs)
             plain_unit = None
             if ref_wall is not None and startup.get("plain") is not None \
@@ -365,9 +373,7 @@ def main(argv=None):
                 row = collections.OrderedDict(
                     program=name, tool=tool.name, size=size,
                     wall_best=best(runs), wall_all=[round(r["wall"], 4) for r in runs],
-                    cpu_best=best(runs, "cpu"), maxrss_kib=max((r["maxrss_kib"] or 0)
-                                                              for r in runs) or None,
-                    startup=startup.get(tool.name))
+                    cpu_best=best(runs, "cpu"), startup=startup.get(tool.name))
                 problems = []
                 for r in runs:
                     if r["timed_out"]:

@@ -46,6 +46,9 @@ _local = threading.local()
 _sent_variable = 0
 _lost_return = None
 _dumps = orjson.dumps
+_I64 = 1 << 63
+_int_type = _str_type = 0
+_short_string = 0
 _getframe = sys._getframe
 # Line of the last yield of each function: where a frame resumed unseen (throw()) stands.
 _yield_lines = {}
@@ -105,7 +108,7 @@ class _ThreadEnd:
 def bind(recorder):
     """Route every probe to ``recorder`` and switch recording on (call from the main thread)."""
     global _recorder, _sites, _stores, _functions, _buffer, _append, _limit, _encode
-    global _sent_variable, _lost_return, _enabled, _redacted
+    global _sent_variable, _lost_return, _enabled, _redacted, _int_type, _str_type, _short_string
     _recorder = recorder
     _sites = recorder.sites
     _stores = recorder.stores
@@ -114,6 +117,9 @@ def bind(recorder):
     _append = _buffer.append
     _limit = recorder.buffer_limit
     _encode = recorder.encoder.encode
+    _int_type = recorder.encoder.int_type
+    _str_type = recorder.encoder.str_type
+    _short_string = recorder.encoder.limits.string
     _redacted = recorder.redacted
     _sent_variable = recorder.variable_id("<sent>")
     _lost_return = {"Return": {"return_value": recorder.encoder.lost_frame_value()}}
@@ -219,6 +225,19 @@ def _locals_of(frame, fid):
 def _value_event(vid, value):
     if vid in _redacted:
         return _recorder.redacted_value_event(vid)
+    cls = type(value)
+    # Fast paths for the commonest values, byte-for-byte what the encoder would produce.
+    if cls is int and -_I64 <= value < _I64:
+        return b'{"Value":{"variable_id":%d,"value":{"kind":"Int","i":%d,"type_id":%d}}}' % (
+            vid, value, _int_type)
+    if cls is str and len(value) <= _short_string:
+        try:
+            text = _dumps(value)
+        except TypeError:  # lone surrogates: the encoder escapes them
+            pass
+        else:
+            return b'{"Value":{"variable_id":%d,"value":{"kind":"String","text":%s,' \
+                   b'"type_id":%d}}}' % (vid, text, _str_type)
     return b'{"Value":{"variable_id":%d,"value":%s}}' % (vid, _dumps(_encode(value)))
 
 

@@ -10,7 +10,7 @@ Standard library only, deterministic.  Usage: ``python assignments.py [ITERATION
 
 import sys
 
-DEFAULT_SIZE = 300_000
+DEFAULT_SIZE = 650_000
 
 
 class Point:

@@ -9,7 +9,7 @@ Standard library only, deterministic.  Usage: ``python calls.py [ROUNDS]``.
 
 import sys
 
-DEFAULT_SIZE = 30_000
+DEFAULT_SIZE = 45_000
 
 
 def fib(n):
