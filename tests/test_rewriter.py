@@ -1,6 +1,8 @@
 """Transform-level checks: instrumented code objects keep everything a program can see of
 its code, and tracebacks point at the same lines and columns."""
 
+import builtins
+import contextlib
 import dis
 import sys
 import traceback
@@ -106,22 +108,26 @@ def test_visible_attributes_are_unchanged(compiled):
         assert added <= set(PROBE_NAMES), added
 
 
-def test_docstrings_survive(compiled):
-    _, instrumented, _ = compiled
-    namespace = {}
-    builtins_backup = {name: None for name in PROBE_NAMES}
-    import builtins
-    saved = {name: getattr(builtins, name, None) for name in builtins_backup}
+@contextlib.contextmanager
+def _null_probes():
+    """Probe names bound to no-ops while instrumented code runs outside a recording."""
+    saved = {name: builtins.__dict__.get(name) for name in PROBE_NAMES}
+    builtins.__dict__.update({name: (lambda *args: None) for name in PROBE_NAMES})
     try:
-        for name in PROBE_NAMES:
-            setattr(builtins, name, lambda *args: None)
-        exec(instrumented, namespace)
+        yield
     finally:
         for name, value in saved.items():
             if value is None:
-                delattr(builtins, name)
+                del builtins.__dict__[name]
             else:
-                setattr(builtins, name, value)
+                builtins.__dict__[name] = value
+
+
+def test_docstrings_survive(compiled):
+    _, instrumented, _ = compiled
+    namespace = {}
+    with _null_probes():
+        exec(instrumented, namespace)
     assert namespace["no_doc"].__doc__ is None
     assert namespace["with_doc"].__doc__ == "A docstring."
     assert namespace["Klass"].__doc__ == "Class doc."
@@ -145,23 +151,13 @@ def test_disassembly_still_works(compiled):
 
 
 def _traceback_of(code):
-    import builtins
-    saved = {name: getattr(builtins, name, None) for name in PROBE_NAMES}
     namespace = {}
-    try:
-        for name in PROBE_NAMES:
-            setattr(builtins, name, lambda *args: None)
+    with _null_probes():
         exec(code, namespace)
         try:
             namespace["fails"]([1, 2, 0])
         except ZeroDivisionError as exc:
             return traceback.extract_tb(exc.__traceback__)[-1]
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                delattr(builtins, name)
-            else:
-                setattr(builtins, name, value)
 
 
 def test_traceback_lines_and_columns_are_unchanged(compiled):
