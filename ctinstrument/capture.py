@@ -23,18 +23,10 @@ import sys
 
 from . import probes
 from .recorder import EVENT_READ, EVENT_WRITE
+from .isolation import PRIVATE_BUILTINS as __builtins__  # noqa: F401 (see isolation.py)
 
 # Modules whose functions stand in for the program's own calls (see without_wrapper_frames).
 WRAPPER_MODULES = frozenset({__name__, __name__.rpartition(".")[0] + ".termination"})
-
-
-def current_thread_number():
-    """The trace thread number of the calling thread; a thread that never ran recorded code
-    is given its number now (its ``ThreadStart``/``ThreadExit`` follow as for any thread)."""
-    try:
-        return probes._local.stack.number
-    except AttributeError:
-        return probes._thread_stack().number
 
 
 def hide_calling_frame(exc):
@@ -115,7 +107,9 @@ class _StreamProxy:
                     return
                 text = str.__str__(text)  # a plain copy, without calling the subclass's code
             if text:
-                self._recorder.record_io(current_thread_number(), self._kind, self._name, text)
+                # A thread that never ran recorded code gets its number (and ThreadStart) now.
+                self._recorder.record_io(probes.current_thread_number(), self._kind,
+                                         self._name, text)
         except Exception:
             self._recorder.probe_failed()
 

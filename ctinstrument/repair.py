@@ -34,13 +34,13 @@ class RepairSummary:
     ``closed`` calls closed, ``threads`` whose calls were closed; ``complete`` when the
     directory already was a complete trace (then nothing was read or written)."""
 
-    def __init__(self, trace_dir, events, dropped, closed, threads, complete):
+    def __init__(self, trace_dir, complete=False, events=0, dropped=0, closed=0, threads=0):
         self.trace_dir = trace_dir
+        self.complete = complete
         self.events = events
         self.dropped = dropped
         self.closed = closed
         self.threads = threads
-        self.complete = complete
 
     def __str__(self):
         if self.complete:
@@ -123,7 +123,7 @@ def repair(trace_dir):
     metadata = _read_metadata(trace_dir)
     if (metadata is not None and not metadata.get("incomplete") and _is_closed(trace_path)
             and os.path.isfile(os.path.join(trace_dir, "trace_paths.json"))):
-        return RepairSummary(trace_dir, 0, 0, 0, 0, complete=True)
+        return RepairSummary(trace_dir, complete=True)
     replay = _Replay()
     partial = "%s.%d.tmp" % (trace_path, os.getpid())
     try:
@@ -140,7 +140,8 @@ def repair(trace_dir):
     write_paths(trace_dir, replay.paths)
     write_metadata(trace_dir, _repaired_metadata(metadata, replay.paths, kept + len(closing)))
     closed = sum(1 for event in closing if "Return" in event)
-    return RepairSummary(trace_dir, kept, dropped, closed, len(threads), complete=False)
+    return RepairSummary(trace_dir, events=kept, dropped=dropped, closed=closed,
+                         threads=len(threads))
 
 
 def _is_closed(trace_path):

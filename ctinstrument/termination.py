@@ -14,12 +14,14 @@ code is inside the recorder (termination waits until that code has returned, wit
 bound; a second SIGTERM does not wait); act in a forked child (it dies as with the default).
 """
 
+import _signal
 import functools
 import os
 import signal
 import sys
 
 from .capture import hide_calling_frame
+from .isolation import PRIVATE_BUILTINS as __builtins__  # noqa: F401 (see isolation.py)
 
 # Code of these modules changes the recorder's state; a signal arriving inside it waits.
 RECORDER_MODULES = frozenset("ctinstrument." + name for name in (
@@ -55,8 +57,9 @@ class SigtermFinaliser:
     def __init__(self, recorder, wait_events=WAIT_EVENTS):
         self.recorder = recorder
         self.wait_events = wait_events
-        self.pid = os.getpid()
         self.handler = self._on_sigterm  # one bound method: compared by identity
+        # What the wrappers wrap; the finaliser itself calls _signal (no enum conversions,
+        # which depend on builtins the program may have broken).
         self.real_signal = signal.signal
         self.real_getsignal = signal.getsignal
         self.signal_wrapper = self.getsignal_wrapper = None
@@ -65,8 +68,8 @@ class SigtermFinaliser:
 
     def install(self):
         """Install the handler if SIGTERM has its default disposition; returns self."""
-        if _is_default(self.real_getsignal(signal.SIGTERM)):
-            self.real_signal(signal.SIGTERM, self.handler)
+        if _is_default(_signal.getsignal(_signal.SIGTERM)):
+            _signal.signal(_signal.SIGTERM, self.handler)
             signal.signal = self.signal_wrapper = self._signal_wrapper()
             signal.getsignal = self.getsignal_wrapper = self._getsignal_wrapper()
             self.installed = True
@@ -82,8 +85,8 @@ class SigtermFinaliser:
             signal.signal = self.real_signal
         if signal.getsignal is self.getsignal_wrapper:
             signal.getsignal = self.real_getsignal
-        if self.real_getsignal(signal.SIGTERM) is self.handler:
-            self.real_signal(signal.SIGTERM, signal.SIG_DFL)
+        if _signal.getsignal(_signal.SIGTERM) is self.handler:
+            _signal.signal(_signal.SIGTERM, _signal.SIG_DFL)
 
     def _on_sigterm(self, signum, frame):
         if self.waiting:
@@ -98,7 +101,7 @@ class SigtermFinaliser:
         self._terminate(signum)
 
     def _owns_trace(self):
-        return os.getpid() == self.pid and not self.recorder.finished
+        return not self.recorder.finished  # a forked child's is (see Recorder.start)
 
     def _terminate_after(self, busy, signum):
         """Terminate once the recorder code running in ``busy`` has returned (a profile
@@ -121,13 +124,13 @@ class SigtermFinaliser:
     def _terminate(self, signum):
         try:
             if self._owns_trace():
-                self.recorder.record_error("terminated by %s" % signal.Signals(signum).name)
+                self.recorder.record_error("terminated by SIGTERM")
                 self.recorder.finish(128 + signum)
         finally:
             self._die(signum)
 
     def _die(self, signum):
-        self.real_signal(signum, signal.SIG_DFL)
+        _signal.signal(signum, _signal.SIG_DFL)
         os.kill(os.getpid(), signum)
 
     def _signal_wrapper(self):

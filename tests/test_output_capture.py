@@ -62,7 +62,8 @@ def test_writes_are_events_at_the_step_that_wrote_them(tmp_path):
     plain = run_plain(script, cwd=tmp_path)
     result = record(script, tmp_path / "t", cwd=tmp_path)
     assert (result.returncode, result.stdout, result.stderr) == \
-        (plain.returncode, plain.stdout, plain.stderr) == (0, "start\nHI !\na\nb\na-b", "warning\n\n")
+        (plain.returncode, plain.stdout, plain.stderr) == \
+        (0, "start\nHI !\na\nb\na-b", "warning\n\n")
     # print() writes its pieces separately; one event per print, in program order.
     assert [(k, stream, text, line) for k, stream, text, _thread, line
             in _io_events(load_events(tmp_path / "t"))] == [
@@ -207,7 +208,8 @@ def test_output_of_other_threads_is_tagged_with_their_thread(tmp_path):
         "print('main last')\n"))
     result = record(script, tmp_path / "t", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    found = [(text, thread) for _k, _s, text, thread, _l in _io_events(load_events(tmp_path / "t"))]
+    found = [(text, thread)
+             for _k, _s, text, thread, _l in _io_events(load_events(tmp_path / "t"))]
     assert [text for text, _thread in found] == [
         "main first\n", "from worker\n", "from unrecorded code\n", "main last\n"]
     threads = [thread for _text, thread in found]
@@ -246,4 +248,23 @@ def test_output_of_an_uncaught_exception_is_recorded_too(tmp_path):
                             if stream == "stderr")
     assert stderr_writes == result.stderr
     assert any(kind(e) == "Event" and e["Event"]["kind"] == 11 for e in events)
+    assert_conformant(tmp_path / "t")
+
+
+def test_capture_survives_a_program_that_breaks_builtins(tmp_path):
+    script = _write(tmp_path, (
+        "import builtins, sys\n"
+        "for name in ('getattr', 'setattr', 'issubclass', 'type', 'len', 'repr', 'dir',\n"
+        "             'object', 'super'):\n"
+        "    delattr(builtins, name)\n"
+        "print('encoding', sys.stdout.encoding, sys.stdout.isatty())\n"
+        "sys.stdout.write('written\\n')\n"
+        "print(input('prompt '), sys.stdin.readline())\n"))
+    plain = _run([sys.executable, str(script)], tmp_path, "typed\nmore\n")
+    result = _run(_record_cmd(script, tmp_path / "t"), tmp_path, "typed\nmore\n")
+    assert result.returncode == plain.returncode == 0, result.stderr
+    assert (result.stdout, result.stderr) == (plain.stdout, plain.stderr)
+    texts = [text for _k, _s, text, _t, _l in _io_events(load_events(tmp_path / "t"))]
+    assert texts == ["encoding utf-8 False\n", "written\n", "prompt ", "typed\nmore\n",
+                     "typed more\n\n"]
     assert_conformant(tmp_path / "t")

@@ -3,7 +3,6 @@
 every event that was flushed; mistakes are one-line errors with status 2."""
 
 import json
-import os
 import signal
 import subprocess
 import sys

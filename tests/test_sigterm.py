@@ -175,3 +175,26 @@ def test_sigterm_does_not_wait_for_a_recorder_that_never_returns(tmp_path):
     result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
                             text=True, env=child_env())
     assert (result.returncode, result.stdout) == (-signal.SIGTERM, ""), result.stderr
+
+
+def test_a_forked_child_dies_of_sigterm_and_leaves_the_trace_alone(tmp_path):
+    script = _write(tmp_path, (
+        "import os, signal\n"
+        "def child(ready):\n"
+        "    os.write(ready, b'x')\n"
+        "    while True:\n"
+        "        signal.pause()\n"
+        "r, w = os.pipe()\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    child(w)\n"
+        "os.read(r, 1)\n"
+        "os.kill(pid, signal.SIGTERM)\n"
+        "print('child status', os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))\n"))
+    plain = run_plain(script, cwd=tmp_path)
+    result = record(script, tmp_path / "t", cwd=tmp_path)
+    assert (result.returncode, result.stdout, result.stderr) == \
+        (plain.returncode, plain.stdout, plain.stderr) == (0, "child status -15\n", "")
+    events = load_events(tmp_path / "t")
+    assert not [e for e in events if kind(e) == "Event" and e["Event"]["kind"] == 11]
+    assert_conformant(tmp_path / "t")
