@@ -44,6 +44,17 @@ PROBE_CALL_DEPTH = 1 if VERSION >= (3, 12) else 3
 HANDLER_EXCEPTION_DEPTH = 1 if VERSION >= (3, 11) else 2
 
 
+def is_async_generator_wrap(instr):
+    """Whether ``instr`` wraps an async generator's yielded value (3.11: ASYNC_GEN_WRAP,
+    3.12+: CALL_INTRINSIC_1 INTRINSIC_ASYNC_GEN_WRAP; 3.10 wraps inside YIELD_VALUE)."""
+    if instr is None:
+        return False
+    if instr.name == "ASYNC_GEN_WRAP":
+        return True
+    return instr.name == "CALL_INTRINSIC_1" and getattr(instr.arg, "name", "") == \
+        "INTRINSIC_ASYNC_GEN_WRAP"
+
+
 def is_handler_entry(opcodes):
     """Whether a handler starting with ``opcodes`` (its first few opcode names) is an
     except/finally/with handler, not a compiler cleanup (the ``del e`` of ``except ... as e``,

@@ -401,7 +401,10 @@ def _insert_probes(bc, registry, fid, arg_loads, cell_loads, stores):
             out.extend(_located(ins.call_with_top(RETURN, fid), item))
         elif name == "RETURN_CONST":
             out.extend(_located(ins.call_with_consts(RETURN, item.arg, fid), item))
-        elif name == "YIELD_VALUE":
+        elif ins.is_async_generator_wrap(item) or (
+                name == "YIELD_VALUE" and not ins.is_async_generator_wrap(prev_instr)):
+            # An async generator's value is wrapped just before YIELD_VALUE: report the
+            # program's value, before the wrap.
             yield_line = -1 if prev_line is None else prev_line
             if ins.THROW_READS_ARG_BEFORE_YIELD and prev_instr is not None \
                     and prev_instr.name == "SEND":

@@ -231,3 +231,22 @@ def test_four_threads_have_balanced_stacks_of_their_own(tmp_path):
     starts = [e["ThreadStart"] for e in events if "ThreadStart" in e]
     exits = [e["ThreadExit"] for e in events if "ThreadExit" in e]
     assert set(workers) <= set(starts) and set(workers) <= set(exits)
+
+
+def test_async_generator_asend_and_aclose(tmp_path):
+    events = _record(tmp_path, """\
+        import asyncio
+        async def agen():
+            x = yield 1
+            yield x
+        async def main():
+            g = agen()
+            print(await g.asend(None))
+            print(await g.asend(5))
+            await g.aclose()
+        asyncio.run(main())
+        """)
+    frames = _frames_of(_calls_and_returns(events), "agen")
+    assert [f for f in frames if f[0] == "return"] == [
+        ("return", 1), ("return", 5), ("return", "GeneratorExit()")]
+    assert frames[2] == ("call", "agen", {"<sent>": 5})

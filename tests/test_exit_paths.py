@@ -101,12 +101,20 @@ def test_ctrl_c_during_a_loop_leaves_a_valid_trace(tmp_path):
         "    n = spin(n)\n"
         "    time.sleep(0.001)\n"))
     cmd = [sys.executable, "-m", "ctinstrument", "-o", str(tmp_path / "t"), str(script)]
+    # A shell without job control starts background jobs with SIGINT ignored; the program
+    # must see Ctrl-C as a terminal would deliver it.
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=child_env())
-    assert proc.stdout.readline() == "ready\n"
-    time.sleep(0.3)
-    proc.send_signal(signal.SIGINT)
-    _out, err = proc.communicate(timeout=60)
+                            text=True, env=child_env(),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        assert proc.stdout.readline() == "ready\n"
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
     assert proc.returncode == -signal.SIGINT
     assert "KeyboardInterrupt" in err and "ctinstrument" not in err
     events = load_events(tmp_path / "t")
