@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from tracetools import (FIXTURES, assert_conformant, child_env, load_events, record,
-                        run_plain)
+from tracetools import (FIXTURES, assert_conformant, child_env, load_events, record, run_plain,
+                        write_program)
 
 
 def _metadata(trace_dir):
@@ -23,14 +23,8 @@ def _last_return_value(events):
     return returns[-1]
 
 
-def _write(tmp_path, text, name="prog.py"):
-    path = tmp_path / name
-    path.write_text(text)
-    return path
-
-
 def test_normal_end(tmp_path):
-    script = _write(tmp_path, "def f(x):\n    return x + 1\nprint(f(1))\n")
+    script = write_program(tmp_path, "def f(x):\n    return x + 1\nprint(f(1))\n")
     result = record(script, tmp_path / "t", cwd=tmp_path)
     assert (result.returncode, result.stdout) == (0, "2\n")
     events = load_events(tmp_path / "t")
@@ -44,7 +38,7 @@ def test_normal_end(tmp_path):
     ("sys.exit(3)", 3, ""), ("sys.exit()", 0, ""), ("sys.exit('bye')", 1, "bye\n"),
     ("raise SystemExit(7)", 7, "")])
 def test_sys_exit_through_finally_and_functions(tmp_path, exit_call, status, stderr):
-    script = _write(tmp_path, (
+    script = write_program(tmp_path, (
         "import sys\n"
         "def leave():\n"
         "    try:\n"
@@ -81,7 +75,7 @@ def test_uncaught_exception_prints_the_plain_traceback_and_records_it(tmp_path):
 
 
 def test_uncaught_keyboard_interrupt_dies_of_sigint_like_python(tmp_path):
-    script = _write(tmp_path, "print('before')\nraise KeyboardInterrupt\n")
+    script = write_program(tmp_path, "print('before')\nraise KeyboardInterrupt\n")
     plain = run_plain(script, cwd=tmp_path)
     result = record(script, tmp_path / "t", cwd=tmp_path)
     assert result.returncode == plain.returncode == -signal.SIGINT
@@ -91,7 +85,7 @@ def test_uncaught_keyboard_interrupt_dies_of_sigint_like_python(tmp_path):
 
 
 def test_ctrl_c_during_a_loop_leaves_a_valid_trace(tmp_path):
-    script = _write(tmp_path, (
+    script = write_program(tmp_path, (
         "import time\n"
         "def spin(n):\n"
         "    return n + 1\n"
@@ -123,7 +117,7 @@ def test_ctrl_c_during_a_loop_leaves_a_valid_trace(tmp_path):
 
 
 def test_atexit_handlers_of_the_program_are_recorded(tmp_path):
-    script = _write(tmp_path, (
+    script = write_program(tmp_path, (
         "import atexit\n"
         "def goodbye():\n"
         "    print('goodbye')\n"

@@ -8,16 +8,10 @@ import sys
 
 import pytest
 
-from tracetools import (assert_conformant, child_env, kind, load_events, record,
-                        run_plain)
+from tracetools import (assert_conformant, child_env, kind, load_events, record, run_plain,
+                        write_program)
 
 WRITE, READ = 0, 3
-
-
-def _write(tmp_path, text, name="prog.py"):
-    path = tmp_path / name
-    path.write_text(text)
-    return path
 
 
 def _io_events(events):
@@ -48,7 +42,7 @@ def _record_cmd(script, trace_dir, *options):
 
 
 def test_writes_are_events_at_the_step_that_wrote_them(tmp_path):
-    script = _write(tmp_path, (
+    script = write_program(tmp_path, (
         "import sys\n"
         "def shout(word):\n"
         "    print(word.upper(), '!')\n"
@@ -99,7 +93,7 @@ ATTRIBUTES = (
 
 
 def test_stream_attributes_and_behaviour_are_those_of_a_plain_run(tmp_path):
-    script = _write(tmp_path, ATTRIBUTES)
+    script = write_program(tmp_path, ATTRIBUTES)
     plain = run_plain(script, cwd=tmp_path)
     result = record(script, tmp_path / "t", cwd=tmp_path)
     assert result.returncode == plain.returncode == 0, result.stderr
@@ -135,7 +129,7 @@ def _run_on_a_terminal(cmd, cwd, typed=b""):
 
 
 def test_stream_attributes_on_a_terminal_are_those_of_a_plain_run(tmp_path):
-    script = _write(tmp_path, ATTRIBUTES)
+    script = write_program(tmp_path, ATTRIBUTES)
     plain = _run_on_a_terminal([sys.executable, str(script)], tmp_path)
     recorded = _run_on_a_terminal(_record_cmd(script, tmp_path / "t"), tmp_path)
     assert recorded == plain
@@ -145,7 +139,7 @@ def test_stream_attributes_on_a_terminal_are_those_of_a_plain_run(tmp_path):
 
 def test_input_on_a_terminal_is_recorded(tmp_path):
     # On a terminal input() prompts and reads through C stdio, past sys.stdin/sys.stdout.
-    script = _write(tmp_path, "name = input('name? ')\nprint('hello', name)\n")
+    script = write_program(tmp_path, "name = input('name? ')\nprint('hello', name)\n")
     status, output = _run_on_a_terminal(_record_cmd(script, tmp_path / "t"), tmp_path,
                                         typed=b"Ada\n")
     assert status == 0 and "hello Ada" in output
@@ -157,7 +151,7 @@ def test_input_on_a_terminal_is_recorded(tmp_path):
 
 
 def test_reads_from_stdin_are_read_events(tmp_path):
-    script = _write(tmp_path, (
+    script = write_program(tmp_path, (
         "import sys\n"
         "first = sys.stdin.readline()\n"
         "name = input('name? ')\n"
@@ -181,7 +175,7 @@ def test_reads_from_stdin_are_read_events(tmp_path):
 
 
 def test_no_capture_output_records_no_io_and_leaves_the_streams_alone(tmp_path):
-    script = _write(tmp_path, (
+    script = write_program(tmp_path, (
         "import builtins, sys\n"
         "print(type(sys.stdout).__name__, type(sys.stdin).__name__, type(input).__name__)\n"
         "print(sys.stdin.readline().strip())\n"))
@@ -196,7 +190,7 @@ def test_no_capture_output_records_no_io_and_leaves_the_streams_alone(tmp_path):
 
 
 def test_output_of_other_threads_is_tagged_with_their_thread(tmp_path):
-    script = _write(tmp_path, (
+    script = write_program(tmp_path, (
         "import threading\n"
         "def work():\n"
         "    print('from worker')\n"
@@ -219,7 +213,7 @@ def test_output_of_other_threads_is_tagged_with_their_thread(tmp_path):
 
 
 def test_failing_writes_raise_as_without_the_recorder(tmp_path):
-    script = _write(tmp_path, (
+    script = write_program(tmp_path, (
         "import sys, traceback\n"
         "def emit(value):\n"
         "    sys.stdout.write(value)\n"
@@ -240,7 +234,7 @@ def test_failing_writes_raise_as_without_the_recorder(tmp_path):
 
 
 def test_output_of_an_uncaught_exception_is_recorded_too(tmp_path):
-    script = _write(tmp_path, "print('before')\nraise ValueError('boom')\n")
+    script = write_program(tmp_path, "print('before')\nraise ValueError('boom')\n")
     result = record(script, tmp_path / "t", cwd=tmp_path)
     assert result.returncode == 1
     events = load_events(tmp_path / "t")
@@ -252,7 +246,7 @@ def test_output_of_an_uncaught_exception_is_recorded_too(tmp_path):
 
 
 def test_capture_survives_a_program_that_breaks_builtins(tmp_path):
-    script = _write(tmp_path, (
+    script = write_program(tmp_path, (
         "import builtins, sys\n"
         "for name in ('getattr', 'setattr', 'issubclass', 'type', 'len', 'repr', 'dir',\n"
         "             'object', 'super'):\n"

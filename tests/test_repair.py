@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tracetools import assert_conformant, child_env, kind, load_events, record
+from tracetools import assert_conformant, child_env, kind, load_events, record, write_program
 
 THREADED = (
     "import threading\n"
@@ -26,12 +26,6 @@ THREADED = (
     "for t in threads:\n"
     "    t.join()\n"
     "print(work(7))\n")
-
-
-def _write(tmp_path, text, name="prog.py"):
-    path = tmp_path / name
-    path.write_text(text)
-    return path
 
 
 def _ctinstrument(*args, cwd=None, module="ctinstrument"):
@@ -72,7 +66,7 @@ def _assert_repaired(trace_dir, kept):
 
 
 def test_a_recording_killed_by_sigkill_is_repaired(tmp_path):
-    script = _write(tmp_path, (
+    script = write_program(tmp_path, (
         "import threading\n"
         "def step(n):\n"
         "    return n + 1\n"
@@ -120,7 +114,7 @@ def test_a_recording_killed_by_sigkill_is_repaired(tmp_path):
 
 
 def test_a_recording_ended_by_os_exit_is_repaired(tmp_path):
-    script = _write(tmp_path, (
+    script = write_program(tmp_path, (
         "import os\n"
         "def step(n):\n"
         "    return n + 1\n"
@@ -142,7 +136,7 @@ def test_a_recording_ended_by_os_exit_is_repaired(tmp_path):
 def complete_trace(tmp_path_factory):
     """A finished trace of a threaded program: (script dir, trace.json bytes, events)."""
     root = tmp_path_factory.mktemp("threaded")
-    script = _write(root, THREADED)
+    script = write_program(root, THREADED)
     result = record(script, root / "t", cwd=root)
     assert result.returncode == 0, result.stderr
     return root, (root / "t" / "trace.json").read_bytes(), load_events(root / "t")

@@ -7,7 +7,8 @@ import signal
 import subprocess
 import sys
 
-from tracetools import assert_conformant, child_env, kind, load_events, record, run_plain
+from tracetools import (assert_conformant, child_env, kind, load_events, record, run_plain,
+                        write_program)
 
 SPIN = (
     "import signal, threading\n"
@@ -23,12 +24,6 @@ SPIN = (
     "    threading.Event().wait()\n"
     "threading.Thread(target=idle, daemon=True).start()\n"
     "spin()\n")
-
-
-def _write(tmp_path, text, name="prog.py"):
-    path = tmp_path / name
-    path.write_text(text)
-    return path
 
 
 def _terminate_when_ready(cmd, cwd, **popen):
@@ -52,7 +47,7 @@ def _record_cmd(script, trace_dir):
 
 
 def test_sigterm_finalises_the_trace_and_dies_of_sigterm(tmp_path):
-    script = _write(tmp_path, SPIN)
+    script = write_program(tmp_path, SPIN)
     plain = _terminate_when_ready([sys.executable, str(script)], tmp_path)
     recorded = _terminate_when_ready(_record_cmd(script, tmp_path / "t"), tmp_path)
     assert recorded == plain == (-signal.SIGTERM, "ready\n", "")
@@ -68,7 +63,7 @@ def test_sigterm_finalises_the_trace_and_dies_of_sigterm(tmp_path):
 
 
 def test_a_handler_the_program_installs_wins(tmp_path):
-    script = _write(tmp_path, (
+    script = write_program(tmp_path, (
         "import signal, sys\n"
         "def stop(signum, frame):\n"
         "    print('stopping on', signal.Signals(signum).name)\n"
@@ -86,7 +81,7 @@ def test_a_handler_the_program_installs_wins(tmp_path):
 
 
 def test_the_program_sees_the_default_disposition(tmp_path):
-    script = _write(tmp_path, (
+    script = write_program(tmp_path, (
         "import signal\n"
         "def mine(signum, frame):\n"
         "    pass\n"
@@ -103,7 +98,7 @@ def test_the_program_sees_the_default_disposition(tmp_path):
 
 
 def test_sigterm_after_the_program_restored_the_default_still_finalises(tmp_path):
-    script = _write(tmp_path, (
+    script = write_program(tmp_path, (
         "import signal\n"
         "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
         "signal.signal(signal.SIGTERM, signal.SIG_DFL)\n" + SPIN))
@@ -117,7 +112,7 @@ def test_sigterm_after_the_program_restored_the_default_still_finalises(tmp_path
 
 
 def test_an_ignored_sigterm_stays_ignored(tmp_path):
-    script = _write(tmp_path, "import signal\nprint(signal.getsignal(signal.SIGTERM))\n")
+    script = write_program(tmp_path, "import signal\nprint(signal.getsignal(signal.SIGTERM))\n")
     ignore = {"preexec_fn": lambda: signal.signal(signal.SIGTERM, signal.SIG_IGN)}
     plain = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
                            text=True, env=child_env(), **ignore)
@@ -131,7 +126,7 @@ def test_an_ignored_sigterm_stays_ignored(tmp_path):
 def test_sigterm_inside_the_recorder_waits_for_it_to_return(tmp_path):
     # Deterministic stand-in for a signal landing in a probe: the handler is called with a
     # frame of code that counts as the recorder's (its module is ctinstrument.recorder).
-    script = _write(tmp_path, (
+    script = write_program(tmp_path, (
         "import signal, sys\n"
         "from ctinstrument.termination import SigtermFinaliser\n"
         "class Recorder:\n"
@@ -158,7 +153,7 @@ def test_sigterm_inside_the_recorder_waits_for_it_to_return(tmp_path):
 def test_sigterm_does_not_wait_for_a_recorder_that_never_returns(tmp_path):
     # A stuck recorder must not make the process immune to SIGTERM: after a bounded number
     # of profile events it dies unfinalised (the trace is then one for ``repair``).
-    script = _write(tmp_path, (
+    script = write_program(tmp_path, (
         "import sys\n"
         "from ctinstrument.termination import SigtermFinaliser\n"
         "class Recorder:\n"
@@ -178,7 +173,7 @@ def test_sigterm_does_not_wait_for_a_recorder_that_never_returns(tmp_path):
 
 
 def test_a_forked_child_dies_of_sigterm_and_leaves_the_trace_alone(tmp_path):
-    script = _write(tmp_path, (
+    script = write_program(tmp_path, (
         "import os, signal\n"
         "def child(ready):\n"
         "    os.write(ready, b'x')\n"

@@ -31,6 +31,13 @@ def child_env(**extra):
     return env
 
 
+def write_program(directory, text, name="prog.py"):
+    """Write ``text`` to ``directory/name``; returns the path."""
+    path = directory / name
+    path.write_text(text)
+    return path
+
+
 def run_plain(script, args=(), cwd=None, flags=()):
     return subprocess.run([sys.executable, *flags, str(script), *args], cwd=cwd,
                           capture_output=True, text=True, env=child_env(), timeout=300)
