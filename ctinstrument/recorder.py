@@ -33,8 +33,9 @@ class Recorder(ProbeRegistry):
 
     ``program`` is the path of the entry script (or the module name for ``-m`` when it has
     no file) and becomes path 0; ``args`` are the program's arguments; ``redaction`` a
-    ``Redaction`` deciding which variable names hold secrets (None: record everything).  Call ``start()``
-    before running instrumented code and ``finish(exit_code)`` exactly once at the end.
+    ``Redaction`` deciding which variable names hold secrets (None: record everything);
+    ``limits`` the value ``Limits``.  Call ``start()`` before running instrumented code and
+    ``finish(exit_code)`` exactly once at the end.
     """
 
     def __init__(self, out_dir, program, args, buffer_limit=1 << 12, redaction=None,

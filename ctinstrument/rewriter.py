@@ -88,7 +88,8 @@ class ProbeRegistry:
 
 
 def argument_names(code):
-    """Names of all parameters of ``code`` in signature order (positional, *args, kw-only, **kw)."""
+    """Names of the parameters of ``code`` in signature order (positional, *args, kw-only,
+    **kw)."""
     count = code.co_argcount + code.co_kwonlyargcount
     count += bool(code.co_flags & CO_VARARGS) + bool(code.co_flags & CO_VARKEYWORDS)
     return code.co_varnames[:count]

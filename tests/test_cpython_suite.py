@@ -9,8 +9,8 @@ import pytest
 
 from tracetools import assert_conformant, child_env, load_events
 
-OUTCOME = re.compile(r"^(\w+) \(([\w.]+)\)(?:\s*\n.*?)? \.\.\. (ok|FAIL|ERROR|skipped.*|expected failure|unexpected success)$",
-                     re.M)
+OUTCOME = re.compile(r"^(\w+) \(([\w.]+)\)(?:\s*\n.*?)? \.\.\. "
+                     r"(ok|FAIL|ERROR|skipped.*|expected failure|unexpected success)$", re.M)
 
 
 def _outcomes(text):
