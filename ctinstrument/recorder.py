@@ -45,6 +45,9 @@ class Recorder(ProbeRegistry):
         # that library code (uuid, os.path) relies on.
         self.workdir = os.getcwd()
         self.recording_id = str(uuid.uuid4())
+        # The real stderr: output capture replaces sys.__stderr__ later, and the recorder's
+        # own warnings are not program output.
+        self._stderr = sys.__stderr__
         self.program = program
         self.args = list(args)
         self.buffer_limit = buffer_limit
@@ -233,7 +236,8 @@ class Recorder(ProbeRegistry):
     def _warn(self, message):
         self._warned = True
         try:
-            sys.__stderr__.write("ctinstrument: %s\n" % message)
+            self._stderr.write("ctinstrument: %s\n" % message)
+            self._stderr.flush()
         except Exception:
             pass
 
