@@ -19,8 +19,6 @@ SUPPORTED = ((3, 10), (3, 11), (3, 12), (3, 13))
 HAS_PRECALL = VERSION == (3, 11)
 HAS_EXCEPTION_TABLE = VERSION >= (3, 11)
 HAS_RESUME = VERSION >= (3, 11)
-HAS_RETURN_CONST = VERSION >= (3, 12)
-HAS_KW_NAMES = (3, 11) <= VERSION < (3, 13)
 # 3.11's gen.throw() into a yield-from/await finds the end of the send loop by reading the
 # oparg of the instruction just before YIELD_VALUE, assuming it is the SEND.
 THROW_READS_ARG_BEFORE_YIELD = VERSION == (3, 11)

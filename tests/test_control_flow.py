@@ -119,7 +119,6 @@ def test_yield_from_delegation_nests(tmp_path):
     inner_calls = [e for e in sequence if e[:2] == ("call", "inner")]
     assert len(inner_calls) == 3  # start and two resumes
     # Every inner activation sits inside an outer one.
-    depth = {"outer": 0}
     stack = []
     for entry in sequence:
         if entry[0] == "call":
@@ -130,7 +129,6 @@ def test_yield_from_delegation_nests(tmp_path):
             stack.pop()
     assert _frames_of(_calls_and_returns(events), "inner")[-1] == ("return", "done")
     assert ("return", "done") in sequence
-    del depth
 
 
 def test_asyncio_tasks_balance_and_return_their_results(tmp_path):

@@ -2,7 +2,6 @@
 builtins, fork, interpreter limits.  Each case compares a recorded run with a plain one."""
 
 import os
-import sys
 import textwrap
 
 import pytest
