@@ -1,6 +1,20 @@
 """ctinstrument: record Python programs into CodeTracer traces by rewriting their bytecode.
 
-See README.md for the command line; ``install_hook`` is the programmatic entry point.
+See README.md for the command line.  The Python API (api.py): ``install_hook``, ``record``,
+``start``, ``stop``, ``is_recording``; user mistakes raise ``UsageError``.  They are
+imported on first use, so that ``python -m ctinstrument`` sees the interpreter's modules as
+they were before it started.
 """
 
 __version__ = "0.1.0"
+__all__ = ["install_hook", "record", "start", "stop", "is_recording", "UsageError"]
+
+
+def __getattr__(name):
+    if name in ("install_hook", "record", "start", "stop", "is_recording"):
+        from . import api
+        return getattr(api, name)
+    if name == "UsageError":
+        from .errors import UsageError
+        return UsageError
+    raise AttributeError("module 'ctinstrument' has no attribute %r" % name)

@@ -115,14 +115,10 @@ def main(argv=None, preloaded=frozenset(), launcher_path_removed=False):
     if not launcher_path_removed:
         del sys.path[0]
     from . import instructions
-    from .capture import StreamCapture
-    from .import_hook import ImportHook
-    from .recorder import Recorder
-    from .redaction import Redaction
     from .runner import (ExitState, compile_script, forget_shadowed_modules, run_module,
                          run_script, script_path)
-    from .selection import Selection, split_patterns
-    from .termination import SigtermFinaliser
+    from .selection import split_patterns
+    from .session import Session
     from .writer import prepare_out_dir
 
     arguments = sys.argv[1:] if argv is None else list(argv)
@@ -132,7 +128,7 @@ def main(argv=None, preloaded=frozenset(), launcher_path_removed=False):
     try:
         instructions.check_supported()
         include = split_patterns(parsed["include"])
-        exclude = split_patterns(parsed["exclude"])
+        exclude = split_patterns(parsed["exclude"], allow_function=False)
         script = parsed["script"]
         if script is not None:
             if os.path.isdir(script):
@@ -161,26 +157,19 @@ def main(argv=None, preloaded=frozenset(), launcher_path_removed=False):
     main_module = parsed["module"]
     if main_module and os.path.basename(program) == "__main__.py":
         main_module += ".__main__"  # a package runs its __main__ submodule
-    selection = Selection(include, exclude, project_dir, main_module=main_module)
-    redaction = None if parsed["no_redact"] else Redaction(parsed["redact"])
-    recorder = Recorder(out_dir, program, program_args, redaction=redaction)
-    hook = ImportHook(selection, recorder)
+    session = Session(out_dir, program, program_args, include, exclude, project_dir,
+                      main_module=main_module, redact=not parsed["no_redact"],
+                      redact_names=parsed["redact"], capture_output=parsed["capture_output"])
     state = ExitState()
-    installed = []  # what _finish uninstalls
-    atexit.register(_finish, recorder, state, installed)
-    hook.install()
-    recorder.start()
-    recorder.write_start_metadata()
-    if parsed["capture_output"]:
-        installed.append(StreamCapture(recorder).install())
-    installed.append(SigtermFinaliser(recorder).install())
+    atexit.register(_finish, session, state)
+    session.install(finish_at_exit=False)
+    forget_shadowed_modules(preloaded, project_dir)
+    session.warn_already_imported()
     if script is not None:
-        code = hook.instrument(code, "__main__", program)
-        forget_shadowed_modules(preloaded, project_dir)
-        run_script(code, script, program_args, state, recorder)
+        code = session.hook.instrument(code, "__main__", program)
+        run_script(code, script, program_args, state, session.recorder)
     else:
-        forget_shadowed_modules(preloaded, project_dir)
-        run_module(parsed["module"], program_args, state, recorder)
+        run_module(parsed["module"], program_args, state, session.recorder)
     sys.exit(state.exit_code)
 
 
@@ -201,10 +190,8 @@ def _module_origin(name):
     return spec.origin if spec is not None and spec.origin else name
 
 
-def _finish(recorder, state, installed):
-    recorder.finish(state.exit_code)
-    for hook in installed:
-        hook.uninstall()
+def _finish(session, state):
+    session.finish(state.exit_code)
     if state.interrupted:
         # Die of SIGINT as Python does after an uncaught KeyboardInterrupt.
         for stream in (sys.stdout, sys.stderr):

@@ -7,6 +7,10 @@ records of different threads never interleave inside one logical event) and retu
 probe never raises into the program: failures are counted and reported once by the
 recorder.  While recording is off (``_enabled`` false) a probe costs one global check.
 
+Activation roots: when the selection names root functions (``_gated``), a probe records only
+while a root frame is on its thread's shadow stack (``ThreadStack.roots`` counts them); the
+call and resume probes of a root itself always record.
+
 A ``ShadowFrame`` mirrors one running frame: its line-event state and its variables as the
 store probes saw them (values taken from the stack, never read back from the target, never
 from ``frame.f_locals`` on the hot path).  After each line step the probe appends a
@@ -33,6 +37,7 @@ from .instructions import UNSEEN_RESUME_KEEPS_LINE
 from .isolation import PRIVATE_BUILTINS as __builtins__  # noqa: F401 (see isolation.py)
 
 _enabled = False
+_gated = False
 _recorder = None
 _sites = []
 _stores = []
@@ -61,7 +66,7 @@ _IMMUTABLE = frozenset({int, float, str, bytes, bool, complex, type(None), types
 class ThreadStack(list):
     """A thread's shadow frames; ``number`` names the thread in the trace."""
 
-    __slots__ = ("number",)
+    __slots__ = ("number", "roots")
 
 
 class ShadowFrame:
@@ -76,9 +81,9 @@ class ShadowFrame:
     """
 
     __slots__ = ("function_id", "line", "site", "variables", "cells", "places", "cache",
-                 "saved", "namespace", "pending", "cell_ids")
+                 "saved", "namespace", "pending", "cell_ids", "root")
 
-    def __init__(self, function_id, line, site, variables, cells, namespace):
+    def __init__(self, function_id, line, site, variables, cells, namespace, root=False):
         self.function_id = function_id
         self.line = line
         self.site = site
@@ -90,6 +95,7 @@ class ShadowFrame:
         self.namespace = namespace
         self.pending = None
         self.cell_ids = frozenset(vid for vid, _cell in cells)
+        self.root = root
 
 
 class _ThreadEnd:
@@ -105,11 +111,14 @@ class _ThreadEnd:
             _append((self.number, {"ThreadExit": self.number}))
 
 
-def bind(recorder):
-    """Route every probe to ``recorder`` and switch recording on (call from the main thread)."""
-    global _recorder, _sites, _stores, _functions, _buffer, _append, _limit, _encode
+def bind(recorder, gated=False):
+    """Route every probe to ``recorder`` and switch recording on (call from the main thread).
+
+    ``gated``: record only while an activation root is on the thread's stack."""
+    global _recorder, _sites, _stores, _functions, _buffer, _append, _limit, _encode, _gated
     global _sent_variable, _lost_return, _enabled, _redacted, _int_type, _str_type, _short_string
     _recorder = recorder
+    _gated = gated
     _sites = recorder.sites
     _stores = recorder.stores
     _functions = recorder.functions
@@ -135,6 +144,7 @@ def new_thread_stack(number):
     """An empty shadow stack for thread ``number``."""
     stack = ThreadStack()
     stack.number = number
+    stack.roots = 0
     return stack
 
 
@@ -157,6 +167,20 @@ def disable():
     """Switch recording off; probes stay callable and return at once."""
     global _enabled
     _enabled = False
+
+
+def enable():
+    """Switch recording back on after ``disable`` (the probes stay bound)."""
+    global _enabled
+    _enabled = True
+
+
+def _in_root():
+    """Whether an activation root is on the calling thread's shadow stack."""
+    try:
+        return _local.stack.roots
+    except AttributeError:
+        return 0
 
 
 class _TeardownGuard:
@@ -184,7 +208,19 @@ def _new_frame(fid, line, site, variables, cells):
     namespace = function[4]
     if namespace is not None:
         variables = namespace
-    return ShadowFrame(fid, line, site, variables, cells, function[3] != "function")
+    return ShadowFrame(fid, line, site, variables, cells, function[3] != "function",
+                       function[7])
+
+
+def _push(stack, frame):
+    stack.append(frame)
+    if frame.root:
+        stack.roots += 1
+
+
+def _pop(stack):
+    if stack.pop().root:
+        stack.roots -= 1
 
 
 def _resync(stack, fid, depth, thrown=None):
@@ -200,7 +236,7 @@ def _resync(stack, fid, depth, thrown=None):
     for index in range(len(stack) - 1, floor - 1, -1):
         if stack[index].function_id == fid:
             while len(stack) > index + 1:
-                stack.pop()
+                _pop(stack)
                 _append((number, _lost_return))
             return stack[index]
     if thrown is None:
@@ -210,7 +246,7 @@ def _resync(stack, fid, depth, thrown=None):
     _append((number, (_functions[fid][0], {"Call": {"function_id": fid, "args": args}})))
     line = _yield_lines.get(fid, -1) if UNSEEN_RESUME_KEEPS_LINE else -1
     frame = _new_frame(fid, line, -1, _locals_of(_getframe(depth), fid), ())
-    stack.append(frame)
+    _push(stack, frame)
     return frame
 
 
@@ -281,7 +317,7 @@ def _flush_pending(frame, number):
 
 
 def step(site):
-    if not _enabled:
+    if not _enabled or _gated and not _in_root():
         return
     try:
         fid, line, event, forced = _sites[site]
@@ -318,11 +354,11 @@ def _enter(fid, arg_ids, args, cells, line, site, variables):
     except AttributeError:
         stack = _thread_stack()
     _append((stack.number, record))
-    stack.append(frame)
+    _push(stack, frame)
 
 
 def call(fid, args, cells):
-    if not _enabled:
+    if not _enabled or _gated and not _functions[fid][7] and not _in_root():
         return
     try:
         function = _functions[fid]
@@ -345,7 +381,7 @@ def resume(sent, fid, line, site):
     while it is suspended.  On 3.12 and older this refreshes the dict ``locals()`` returned in
     that frame (PITFALLS.md), the price of correct values in generators and coroutines.
     """
-    if not _enabled:
+    if not _enabled or _gated and not _functions[fid][7] and not _in_root():
         return
     try:
         _enter(fid, (_sent_variable,), (sent,), (), line, site, _locals_of(_getframe(1), fid))
@@ -365,14 +401,14 @@ def _leave(value, fid):
         _resync(stack, fid, 3)
     if stack[-1].pending:
         _flush_pending(stack[-1], stack.number)
-    stack.pop()
+    _pop(stack)
     _append((stack.number, record))
     if len(_buffer) > _limit:
         _recorder.flush()
 
 
 def return_(value, fid):
-    if not _enabled:
+    if not _enabled or _gated and not _in_root():
         return
     try:
         _leave(value, fid)
@@ -383,7 +419,7 @@ def return_(value, fid):
 
 
 def unwind(exception, fid):
-    if not _enabled:
+    if not _enabled or _gated and not _in_root():
         return
     try:
         _leave(exception, fid)
@@ -394,7 +430,7 @@ def unwind(exception, fid):
 
 
 def yield_(value, fid, line):
-    if not _enabled:
+    if not _enabled or _gated and not _in_root():
         return
     try:
         _yield_lines[fid] = line
@@ -435,7 +471,7 @@ def _assign(number, frame, vid, value):
 
 
 def store(value, site):
-    if not _enabled:
+    if not _enabled or _gated and not _in_root():
         return
     try:
         fid, vid, namespace = _stores[site]
@@ -454,7 +490,7 @@ def store(value, site):
 
 
 def delete(site):
-    if not _enabled:
+    if not _enabled or _gated and not _in_root():
         return
     try:
         fid, vid, namespace = _stores[site]
@@ -470,7 +506,7 @@ def delete(site):
 
 def mutate(target, fid):
     """``target`` is about to change in place (attribute, item or slice store or delete)."""
-    if not _enabled:
+    if not _enabled or _gated and not _in_root():
         return
     try:
         _number, frame = _current_frame(fid)
@@ -498,7 +534,7 @@ def mutate(target, fid):
 def catch(exception, fid):
     """A handler of the frame is entered with ``exception`` (raised in this frame or
     propagated into it): an ``Event`` (TraceLogEvent) at the step that raised it."""
-    if not _enabled:
+    if not _enabled or _gated and not _in_root():
         return
     try:
         number, _frame = _current_frame(fid, exception)
@@ -512,7 +548,7 @@ def catch(exception, fid):
 
 def save(site):
     """An inlined comprehension (3.12+) borrows a local: remember its value."""
-    if not _enabled:
+    if not _enabled or _gated and not _in_root():
         return
     try:
         fid, vid, _namespace = _stores[site]
@@ -527,7 +563,7 @@ def save(site):
 
 def restore(site):
     """The comprehension gives the local back (possibly unbound)."""
-    if not _enabled:
+    if not _enabled or _gated and not _in_root():
         return
     try:
         fid, vid, _namespace = _stores[site]

@@ -34,12 +34,14 @@ class Recorder(ProbeRegistry):
     ``program`` is the path of the entry script (or the module name for ``-m`` when it has
     no file) and becomes path 0; ``args`` are the program's arguments; ``redaction`` a
     ``Redaction`` deciding which variable names hold secrets (None: record everything);
-    ``limits`` the value ``Limits``.  Call ``start()`` before running instrumented code and
-    ``finish(exit_code)`` exactly once at the end.
+    ``limits`` the value ``Limits``; ``is_root(module_name, path, qualname)`` tells which
+    functions are activation roots (None: no roots, everything instrumented is recorded).
+    Call ``start()`` before running instrumented code and ``finish(exit_code)`` at the end;
+    ``pause()``/``resume()`` in between delimit recording windows.
     """
 
     def __init__(self, out_dir, program, args, buffer_limit=1 << 12, redaction=None,
-                 limits=None):
+                 limits=None, is_root=None):
         self.out_dir = out_dir
         # Taken now: at exit the program may have changed directory or broken builtins
         # that library code (uuid, os.path) relies on.
@@ -71,6 +73,12 @@ class Recorder(ProbeRegistry):
         self.main_thread = 1
 
         self._function_paths = []
+        self._module_names = {}
+        self.is_root = is_root
+        self.paused = False
+        self.windows = 0
+        # Added to trace_metadata.json (the effective selection, ...).
+        self.extra_metadata = {}
         self.program_path = os.path.abspath(program) if os.path.isfile(program) else program
         self.function_id(self.program_path, 1, "<toplevel>", (), (), "function", None)
         self.intern_type(KIND_NONE, "None")
@@ -123,9 +131,12 @@ class Recorder(ProbeRegistry):
             namespace = None
             if kind == "module":
                 namespace = self.namespaces[fid] = {}
+                self._module_names[fid] = name[1:-1]
+            root = self.is_root is not None and self.is_root(
+                self._module_names.get(module_id if module_id is not None else fid), path, name)
             self.buffer.append((None, data))
             self.functions.append((entry, arg_ids, cell_ids, kind, namespace,
-                                   module_id if module_id is not None else fid, path))
+                                   module_id if module_id is not None else fid, path, root))
             self._function_paths.append(path_id)
             return fid
 
@@ -187,9 +198,14 @@ class Recorder(ProbeRegistry):
 
     # -- runtime ----------------------------------------------------------------------------
 
-    def start(self):
-        """Bind the probes to this recorder; from now on instrumented code is recorded."""
-        probes.bind(self)
+    def start(self, paused=False):
+        """Bind the probes to this recorder; from now on instrumented code is recorded
+        (``paused``: not before ``resume``)."""
+        probes.bind(self, gated=self.is_root is not None)
+        self.windows = 1
+        if paused:
+            self.pause()
+            self.windows = 0
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=self._forget_in_child)
 
@@ -218,7 +234,8 @@ class Recorder(ProbeRegistry):
                 self.writer.write(records)
             except Exception as exc:
                 probes.disable()
-                self._warn("cannot write the trace (%s: %s); recording stopped"
+                self._warned = True
+                self.warn("cannot write the trace (%s: %s); recording stopped"
                            % (type(exc).__name__, exc))
 
     def probe_failed(self):
@@ -230,11 +247,12 @@ class Recorder(ProbeRegistry):
         exc = sys.exc_info()[1]
         self.failures += 1
         if not self._warned:
-            self._warn("internal error while recording (%s: %s); recording continues, "
+            self._warned = True
+            self.warn("internal error while recording (%s: %s); recording continues, "
                        "some events may be missing" % (type(exc).__name__, exc))
 
-    def _warn(self, message):
-        self._warned = True
+    def warn(self, message):
+        """Write ``ctinstrument: message`` to the real stderr (never raises)."""
         try:
             self._stderr.write("ctinstrument: %s\n" % message)
             self._stderr.flush()
@@ -250,35 +268,74 @@ class Recorder(ProbeRegistry):
         self.buffer.append((self.main_thread,
                             {"Event": {"kind": EVENT_ERROR, "metadata": "", "content": text}}))
 
+    def _close_frames(self):
+        """A Return for every open frame except the top-level one (the lock is held)."""
+        for tid, stack in list(self.stacks.items()):
+            floor = 1 if tid == self.main_thread else 0
+            while len(stack) > floor:
+                stack.pop()
+                self.buffer.append((tid, {"Return": {
+                    "return_value": self.encoder.lost_frame_value()}}))
+            stack.roots = 0
+
+    def _metadata(self):
+        return {
+            "workdir": self.workdir,
+            "program": self.program,
+            "args": self.args,
+            "recorder": "ctinstrument %s" % __version__,
+            "python": sys.version.split()[0],
+            "recording_id": self.recording_id,
+            "events": self.writer.events_written,
+            "probe_failures": self.failures,
+            "redactions": self.encoder.redactions,
+            "windows": self.windows,
+            **self.extra_metadata,
+        }
+
+    def pause(self):
+        """End a recording window: close the open frames (their later lines are not
+        recorded) and leave a complete, conformant trace directory on disk (the top-level
+        call stays open, which the format allows), which ``resume`` continues."""
+        if self.finished or self.paused:
+            return
+        probes.disable()
+        with self._lock:
+            self.paused = True
+            self._close_frames()
+            self.flush()
+            metadata = self._metadata()
+            metadata["paused"] = True
+            self.writer.checkpoint(metadata, list(self._paths))
+
+    def resume(self):
+        """Start a new recording window in the same trace after ``pause``.  Frames already
+        running appear as calls when their next line runs."""
+        if self.finished or not self.paused:
+            return
+        with self._lock:
+            self.writer.reopen()
+            self.paused = False
+            self.windows += 1
+        probes.enable()
+
     def finish(self, exit_code):
-        """Close every open call, end the top-level call with ``exit_code``, write the files."""
+        """Close every open call, end the top-level call with ``exit_code`` (None when it is
+        not known), write the files.  Later calls do nothing."""
         if self.finished:
             return
         self.finished = True
         probes.disable()
         with self._lock:
-            for tid, stack in list(self.stacks.items()):
-                floor = 1 if tid == self.main_thread else 0
-                while len(stack) > floor:
-                    stack.pop()
-                    self.buffer.append((tid, {"Return": {
-                        "return_value": self.encoder.lost_frame_value()}}))
-            code = exit_code if isinstance(exit_code, int) else 1
+            if self.paused:
+                self.writer.reopen()
+            self._close_frames()
+            code = exit_code if isinstance(exit_code, int) or exit_code is None else 1
             self.buffer.append((self.main_thread, {"Return": {
                 "return_value": self.encoder.encode(code)}}))
             self.flush()
-            metadata = {
-                "workdir": self.workdir,
-                "program": self.program,
-                "args": self.args,
-                "recorder": "ctinstrument %s" % __version__,
-                "python": sys.version.split()[0],
-                "exit_code": code,
-                "recording_id": self.recording_id,
-                "events": self.writer.events_written,
-                "probe_failures": self.failures,
-                "redactions": self.encoder.redactions,
-            }
+            metadata = self._metadata()
+            metadata["exit_code"] = code
             self.writer.close(metadata, list(self._paths))
 
     # -- crash safety and program input/output --------------------------------------------
@@ -296,6 +353,7 @@ class Recorder(ProbeRegistry):
             "recorder": "ctinstrument %s" % __version__,
             "python": sys.version.split()[0],
             "incomplete": True,
+            **self.extra_metadata,
         })
 
     _last_io = None  # the latest Write/Read record, which the next piece may extend

@@ -1,10 +1,21 @@
-"""Include/exclude patterns -> "instrument this module?" with a reason for every answer.
+"""Include/exclude patterns -> "instrument this module?" and "is this function an activation
+root?", with a reason for every answer.
 
-A pattern is a dotted module name (``pkg`` selects ``pkg`` and every ``pkg.*`` submodule) or
-a glob over dotted names (``pkg.*.views``); several may be given comma-separated.  Exclude
-wins over include.  With no include pattern the selection is the *project*: modules whose
-source file lies under the project directory (the main script's), outside the standard
-library and site-packages.  ctinstrument and its dependencies are never selected.
+Pattern kinds (several may be given comma-separated):
+
+* a dotted module name: ``pkg`` selects ``pkg`` and every ``pkg.*`` submodule;
+* a glob over dotted names: ``pkg.*.views``;
+* a file or directory path (it contains a path separator or ends in ``.py``, e.g. ``./tests``
+  or ``src/app``): the modules whose source file is that file or lies under that directory;
+* a function, ``MODULE:QUALNAME`` or ``PATH:QUALNAME`` where QUALNAME is a glob over
+  ``co_qualname`` (``app.billing:Invoice.total``, ``app.jobs:*``): an *activation root*.  Its
+  module is included; once any root is given, lines and calls of instrumented code are
+  recorded only while a root is on the current thread's stack.
+
+Exclude wins over include (function patterns are include-only).  With no include pattern
+the selection is the *project*: modules whose source file lies under the project directory
+(the main script's), outside the standard library and site-packages.  ctinstrument and its
+dependencies are never selected.
 """
 
 import fnmatch
@@ -16,31 +27,81 @@ import sysconfig
 from .errors import UsageError
 from .isolation import PRIVATE_BUILTINS as __builtins__  # noqa: F401 (see isolation.py)
 
-_PATTERN = re.compile(r"^[A-Za-z_*?\[][\w*?\[\]!.-]*$")
-_NEVER = ("ctinstrument", "bytecode", "orjson", "click", "_pytest", "pytest", "pluggy")
+_MODULE_PATTERN = re.compile(r"^[A-Za-z_*?\[][\w*?\[\]!.-]*$")
+_QUALNAME_PATTERN = re.compile(r"^[\w*?\[\]!.<>-]+$")
+_NEVER = ("ctinstrument", "bytecode", "orjson", "click", "_pytest", "pytest", "pluggy",
+          "tomli")
+_EXPECTED = ("expected a module name, a glob such as pkg.*.views, a file or directory path, "
+             "or a function such as pkg.mod:Class.method")
 
 
-def split_patterns(values):
-    """Flatten repeated and comma-separated pattern options; raises UsageError on a bad one."""
+def _is_path(text):
+    return os.sep in text or "/" in text or text.endswith(".py") or text in (".", "..")
+
+
+class Pattern:
+    """One parsed pattern: ``module`` (dotted name or glob) or ``path`` (absolute, real),
+    and for a function pattern ``qualname`` (a glob).  ``text`` is what the user wrote."""
+
+    __slots__ = ("text", "module", "path", "qualname")
+
+    def __init__(self, text, module=None, path=None, qualname=None):
+        self.text = text
+        self.module = module
+        self.path = path
+        self.qualname = qualname
+
+    def __repr__(self):
+        return "Pattern(%r)" % self.text
+
+    def matches_module(self, name, origin):
+        """Whether module ``name`` with source file ``origin`` (real path or None) is covered."""
+        if self.module is not None:
+            if any(ch in self.module for ch in "*?["):
+                return fnmatch.fnmatchcase(name, self.module)
+            return name == self.module or name.startswith(self.module + ".")
+        if origin is None:
+            return False
+        return origin == self.path or origin.startswith(self.path + os.sep)
+
+    def matches_function(self, module_name, origin, qualname):
+        """Whether function ``qualname`` of module ``module_name`` is this root."""
+        return (self.qualname is not None and self.matches_module(module_name, origin)
+                and fnmatch.fnmatchcase(qualname, self.qualname))
+
+
+def parse_pattern(text, allow_function=True):
+    """A ``Pattern`` from ``text``; raises UsageError naming ``text`` if it is not one."""
+    where, colon, qualname = text.rpartition(":") if ":" in text else (text, "", None)
+    if colon:
+        if not allow_function:
+            raise UsageError("invalid pattern %r: function patterns can only be included"
+                             % text)
+        if not qualname or not _QUALNAME_PATTERN.match(qualname) or not where:
+            raise UsageError("invalid function pattern %r (expected MODULE:QUALNAME such as "
+                             "app.billing:Invoice.total or app.jobs:*)" % text)
+    if _is_path(where):
+        path = os.path.realpath(where)
+        if not os.path.exists(path):
+            raise UsageError("invalid pattern %r: no such file or directory" % text)
+        return Pattern(text, path=path, qualname=qualname)
+    if not _MODULE_PATTERN.match(where) or ".." in where or where.endswith("."):
+        raise UsageError("invalid pattern %r (%s)" % (text, _EXPECTED))
+    return Pattern(text, module=where, qualname=qualname)
+
+
+def split_patterns(values, allow_function=True):
+    """Flatten repeated and comma-separated pattern options into ``Pattern`` objects;
+    raises UsageError naming the first bad one."""
     patterns = []
     for value in values:
         if not value.strip():
-            raise UsageError("empty module pattern (expected a dotted module name or a glob)")
+            raise UsageError("empty pattern (%s)" % _EXPECTED)
         for part in value.split(","):
             part = part.strip()
-            if not part:
-                continue
-            if not _PATTERN.match(part) or ".." in part or part.endswith("."):
-                raise UsageError("invalid module pattern %r (expected a dotted module name "
-                                 "or a glob such as pkg.*.views)" % part)
-            patterns.append(part)
+            if part:
+                patterns.append(parse_pattern(part, allow_function))
     return patterns
-
-
-def _matches(name, pattern):
-    if any(ch in pattern for ch in "*?["):
-        return fnmatch.fnmatchcase(name, pattern)
-    return name == pattern or name.startswith(pattern + ".")
 
 
 def _library_dirs():
@@ -55,26 +116,37 @@ def _library_dirs():
 
 
 class Selection:
-    """Decides which modules get instrumented.
+    """Decides which modules get instrumented and which functions are activation roots.
 
-    ``include``/``exclude`` are lists of patterns (see ``split_patterns``); ``project_dir``
-    is the directory of the main script, used when ``include`` is empty; ``main_module`` is
-    the ``-m`` target, always selected.
+    ``include``/``exclude`` are lists of ``Pattern`` (see ``split_patterns``);
+    ``project_dir`` is the directory of the main script, used when ``include`` is empty;
+    ``main_module`` is the ``-m`` target, always selected.  ``roots`` lists the function
+    patterns; when it is not empty recording is gated by them (see probes).
     """
 
     def __init__(self, include=(), exclude=(), project_dir=None, main_module=None):
         self.include = list(include)
+        self.exclude = list(exclude)
+        self.roots = [p for p in self.include if p.qualname is not None]
         # The module run as __main__ (-m) is recorded whatever the patterns say.
         self.main_module = main_module
-        self.exclude = list(exclude)
         self.project_dir = os.path.realpath(project_dir) if project_dir else None
         self._library = _library_dirs()
-        self._verdicts = {}
+        self._by_path = any(p.path is not None for p in self.include + self.exclude)
+
+    def describe(self):
+        """The effective selection as a JSON-ready dict (for ``trace_metadata.json``)."""
+        return {
+            "include": [p.text for p in self.include],
+            "exclude": [p.text for p in self.exclude],
+            "activation_roots": [p.text for p in self.roots],
+            "project_dir": None if self.include else self.project_dir,
+        }
 
     def by_name(self, name):
         """Early decision from the module name alone: (True|False|None, reason).
 
-        None means "depends on where the file is" (project mode).
+        None means "depends on where the file is" (path patterns, project mode).
         """
         if name == self.main_module:
             return True, "the program's main module"
@@ -82,12 +154,14 @@ class Selection:
         if root in _NEVER:
             return False, "part of ctinstrument or its dependencies"
         for pattern in self.exclude:
-            if _matches(name, pattern):
-                return False, "excluded by %s" % pattern
+            if pattern.module is not None and pattern.matches_module(name, None):
+                return False, "excluded by %s" % pattern.text
+        if self._by_path:
+            return None, "depends on the file"
         if self.include:
             for pattern in self.include:
-                if _matches(name, pattern):
-                    return True, "included by %s" % pattern
+                if pattern.matches_module(name, None):
+                    return True, "included by %s" % pattern.text
             return False, "matches no --include pattern"
         return None, "project mode"
 
@@ -96,11 +170,27 @@ class Selection:
         verdict, reason = self.by_name(name)
         if verdict is not None:
             return verdict, reason
-        if not origin or self.project_dir is None:
+        real = os.path.realpath(origin) if origin else None
+        for pattern in self.exclude:
+            if pattern.matches_module(name, real):
+                return False, "excluded by %s" % pattern.text
+        if self.include:
+            for pattern in self.include:
+                if pattern.matches_module(name, real):
+                    return True, "included by %s" % pattern.text
+            return False, "matches no --include pattern"
+        if real is None or self.project_dir is None:
             return False, "no project directory"
-        real = os.path.realpath(origin)
         if any(real.startswith(lib + os.sep) for lib in self._library):
             return False, "in the standard library or site-packages"
         if real.startswith(self.project_dir + os.sep):
             return True, "in the project directory %s" % self.project_dir
         return False, "outside the project directory %s" % self.project_dir
+
+    def is_root(self, module_name, origin, qualname):
+        """Whether function ``qualname`` of module ``module_name`` (source file ``origin``)
+        is an activation root."""
+        if not self.roots or module_name is None:
+            return False
+        real = os.path.realpath(origin) if origin else None
+        return any(p.matches_function(module_name, real, qualname) for p in self.roots)

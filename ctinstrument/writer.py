@@ -89,12 +89,23 @@ class TraceWriter:
 
     def close(self, metadata, paths):
         """Finish ``trace.json`` and write ``trace_metadata.json`` and ``trace_paths.json``."""
-        self._file.write(b"\n]\n")
+        self.checkpoint(metadata, paths)
         self._file.close()
-        with open(os.path.join(self.out_dir, "trace_paths.json"), "wb") as handle:
-            handle.write(orjson.dumps(list(paths)))
-        with open(os.path.join(self.out_dir, "trace_metadata.json"), "wb") as handle:
-            handle.write(orjson.dumps(metadata, option=orjson.OPT_INDENT_2))
+
+    def checkpoint(self, metadata, paths):
+        """Make the directory a complete trace now: close the JSON array of ``trace.json``
+        and write ``trace_paths.json`` and ``trace_metadata.json`` (``metadata`` a dict,
+        ``paths`` the Path payloads in order).  ``reopen`` continues the same trace."""
+        self._tail = self._file.tell()
+        self._file.write(b"\n]\n")
+        self._file.flush()
+        write_paths(self.out_dir, paths)
+        write_metadata(self.out_dir, metadata)
+
+    def reopen(self):
+        """Continue ``trace.json`` after ``checkpoint``: drop the closing bracket."""
+        self._file.seek(self._tail)
+        self._file.truncate()
 
     def write_metadata(self, metadata):
         """Write ``trace_metadata.json`` now (``close`` writes it again at the end)."""

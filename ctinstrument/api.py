@@ -1,0 +1,191 @@
+"""The Python API: ``install_hook``, ``record``, ``start``, ``stop``.
+
+``install_hook`` creates the process's recording session (see session.py) from inside a
+running program; under ``python -m ctinstrument`` the CLI has created it already, and
+``record``/``start``/``stop`` act on whichever session exists.  Recording windows are per
+process (every thread); while recording is off, instrumented code pays one flag check per
+probe.
+"""
+
+import functools
+import inspect
+import os
+import sys
+
+from .errors import UsageError
+from .selection import split_patterns
+from . import session as _sessions
+
+
+class Handle:
+    """What ``install_hook`` returns: the session of this process.
+
+    A context manager (leaving it uninstalls); ``uninstall()`` finalises the trace and
+    removes the hook (idempotent); ``start()``/``stop()`` as the module functions;
+    ``out_dir`` is the trace directory (absolute path).
+    """
+
+    def __init__(self, session, key):
+        self._session = session
+        self._key = key
+        self.out_dir = session.out_dir
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.uninstall()
+
+    def __repr__(self):
+        state = ("finished" if self._session.finished else
+                 "recording" if self._session.recording else "paused")
+        return "<ctinstrument.Handle %s %s>" % (self.out_dir, state)
+
+    @property
+    def recording(self):
+        """Whether instrumented code is being recorded now."""
+        return self._session.recording
+
+    @property
+    def decisions(self):
+        """{module name: (instrumented?, reason)} for every module the hook was asked about."""
+        return dict(self._session.hook.decisions)
+
+    def start(self):
+        """Start a recording window (see ``start``)."""
+        self._session.start()
+
+    def stop(self):
+        """End the recording window (see ``stop``)."""
+        self._session.stop()
+
+    def uninstall(self):
+        """Finalise the trace directory and remove the import hook; later calls do nothing.
+        Modules already instrumented keep running, unrecorded."""
+        self._session.finish(None)
+
+
+_handle = None
+
+
+def _as_list(patterns):
+    if isinstance(patterns, str):
+        return [patterns]
+    return list(patterns)
+
+
+def install_hook(patterns=(), *, exclude=(), out_dir=None, paused=False, redact=True,
+                 redact_names=(), capture_output=False):
+    """Instrument the modules matching ``patterns`` that are imported from now on, and record
+    them into the trace directory ``out_dir``; returns a ``Handle``.
+
+    ``patterns``/``exclude``: a pattern string or a list of them (see selection.py: module
+    names, globs, paths, ``module:Function.qualname`` activation roots); no pattern records
+    the modules of the project (the directory of ``__main__``, else the working directory).
+    ``out_dir`` defaults to $CODETRACER_DB_TRACE_PATH, else ``./trace-out``.  ``paused``:
+    record nothing until ``start()``.  ``redact``/``redact_names``: as the CLI's
+    ``--no-redact``/``--redact``.  ``capture_output``: record stdout/stderr/stdin as events.
+
+    Matching modules already imported cannot be rewritten: a warning names each one, once.
+    The trace is finalised by ``uninstall()``, leaving the handle's ``with`` block, or at
+    interpreter exit.  Calling again with the same arguments returns the same handle.
+    Raises UsageError for a bad pattern, an unwritable ``out_dir``, or if this process
+    already records with other arguments or has finished its recording.
+    """
+    global _handle
+    from .writer import prepare_out_dir
+    from .cli import DEFAULT_OUT_DIR
+    include = split_patterns(_as_list(patterns))
+    excluded = split_patterns(_as_list(exclude), allow_function=False)
+    out_dir = prepare_out_dir(out_dir or os.environ.get("CODETRACER_DB_TRACE_PATH")
+                              or DEFAULT_OUT_DIR)
+    key = (tuple(p.text for p in include), tuple(p.text for p in excluded), out_dir, paused,
+           bool(redact), tuple(redact_names), bool(capture_output))
+    existing = _sessions.current()
+    if existing is not None and _handle is not None and _handle._session is existing:
+        if _handle._key == key:
+            return _handle
+        raise UsageError("ctinstrument is already recording this process into %s with "
+                         "other options; uninstall that first" % existing.out_dir)
+    main = sys.modules.get("__main__")
+    main_file = getattr(main, "__file__", None)
+    program = os.path.abspath(main_file) if isinstance(main_file, str) else sys.executable
+    project_dir = os.path.dirname(program) if isinstance(main_file, str) else os.getcwd()
+    session = _sessions.Session(out_dir, program, sys.argv[1:], include, excluded,
+                                project_dir, redact=redact, redact_names=redact_names,
+                                capture_output=capture_output, paused=paused)
+    session.install()
+    session.warn_already_imported()
+    _handle = Handle(session, key)
+    return _handle
+
+
+def _session():
+    session = _sessions.current()
+    if session is None:
+        raise UsageError("ctinstrument is not recording this process: call "
+                         "ctinstrument.install_hook() first, or run the program with "
+                         "python -m ctinstrument")
+    return session
+
+
+def start():
+    """Switch recording on for the whole process (a new window in the same trace); does
+    nothing if it is on.  Frames already running appear as calls from their next line on.
+    Raises UsageError if there is no recording session."""
+    _session().start()
+
+
+def stop():
+    """Switch recording off for the whole process and leave a complete trace directory on
+    disk (``start`` continues the same trace); does nothing if it is off.  Raises UsageError
+    if there is no recording session."""
+    _session().stop()
+
+
+def is_recording():
+    """Whether instrumented code is being recorded now (False without a session)."""
+    session = _sessions.current()
+    return session is not None and session.recording
+
+
+class record:
+    """Record only inside a ``with ctinstrument.record():`` block or a call of a function
+    decorated with ``@ctinstrument.record()``.
+
+    Nested windows keep recording until the outermost one ends; a window is per process,
+    not per thread.  The lines of the ``with`` statement itself and of the decorated
+    function's callers are not recorded.  Coroutine functions are supported (the window
+    spans the whole ``await``).  Raises UsageError on entry if there is no session.
+    """
+
+    def __init__(self):
+        self._started = []
+
+    def __enter__(self):
+        session = _session()
+        started = not session.recording
+        self._started.append(started)
+        if started:
+            session.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        if self._started.pop():
+            session = _sessions.current()
+            if session is not None:
+                session.stop()
+
+    def __call__(self, function):
+        if inspect.iscoroutinefunction(function):
+            @functools.wraps(function)
+            async def recorded_coroutine(*args, **kwargs):
+                with record():
+                    return await function(*args, **kwargs)
+            return recorded_coroutine
+
+        @functools.wraps(function)
+        def recorded(*args, **kwargs):
+            with record():
+                return function(*args, **kwargs)
+        return recorded

@@ -1,0 +1,138 @@
+"""One recording of this process: selection, import hook, recorder, stream capture and the
+SIGTERM finaliser, put together the same way for the CLI and the Python API.
+
+There is at most one session per process (``current()``): the probes are bound into
+``builtins`` and instrumented code carries the recorder's ids, so a second recorder could
+not make sense of code the first one instrumented.
+"""
+
+import atexit
+import sys
+import threading
+
+from .capture import StreamCapture
+from .errors import UsageError
+from .import_hook import ImportHook
+from .recorder import Recorder
+from .redaction import Redaction
+from .selection import _NEVER, Selection
+from .termination import SigtermFinaliser
+from .isolation import PRIVATE_BUILTINS as __builtins__  # noqa: F401 (see isolation.py)
+
+_current = None
+_lock = threading.Lock()
+_warned_imported = set()
+
+
+def current():
+    """The session of this process that is installed and not finished, or None."""
+    session = _current
+    return session if session is not None and not session.finished else None
+
+
+class Session:
+    """Records this process into ``out_dir`` (created and checked by the caller).
+
+    ``include``/``exclude``: lists of ``selection.Pattern``; ``project_dir``: used when there
+    is no include pattern; ``main_module``: the ``-m`` target; ``program``/``args``: what
+    ``trace_metadata.json`` names; ``redact``: hide values of secret-looking names,
+    ``redact_names`` more such names; ``capture_output``: record stdout/stderr/stdin;
+    ``paused``: install without recording until ``start()``; ``settings``: the effective
+    options, written to ``trace_metadata.json``.  Raises UsageError if another session of
+    this process exists.
+    """
+
+    def __init__(self, out_dir, program, args, include=(), exclude=(), project_dir=None,
+                 main_module=None, redact=True, redact_names=(), capture_output=True,
+                 paused=False, settings=None):
+        self.selection = Selection(include, exclude, project_dir, main_module=main_module)
+        self.recorder = Recorder(
+            out_dir, program, args, redaction=Redaction(redact_names) if redact else None,
+            is_root=self.selection.is_root if self.selection.roots else None)
+        self.recorder.extra_metadata["selection"] = self.selection.describe()
+        if settings is not None:
+            self.recorder.extra_metadata["settings"] = settings
+        self.hook = ImportHook(self.selection, self.recorder)
+        self.out_dir = out_dir
+        self.capture_output = capture_output
+        self.paused = paused
+        self.finished = False
+        self.exit_code = None
+        self._installed = []
+
+    def install(self, finish_at_exit=True):
+        """Install the import hook and start recording (unless paused); returns self.
+
+        ``finish_at_exit``: finalise the trace from ``atexit`` (the CLI finalises itself).
+        """
+        global _current
+        with _lock:
+            if current() is not None:
+                raise UsageError("ctinstrument is already recording this process (into %s); "
+                                 "uninstall that first" % _current.out_dir)
+            if _current is not None:
+                raise UsageError("ctinstrument records once per process: the trace in %s is "
+                                 "finished" % _current.out_dir)
+            _current = self
+        recorder = self.recorder
+        self.hook.install()
+        recorder.start(paused=self.paused)
+        if not self.paused:
+            recorder.write_start_metadata()
+        if self.capture_output:
+            self._installed.append(StreamCapture(recorder).install())
+        self._installed.append(SigtermFinaliser(recorder).install())
+        if finish_at_exit:
+            atexit.register(self.finish)
+        return self
+
+    def warn_already_imported(self, ignore=()):
+        """Warn once per module name about modules the selection accepts that are already in
+        ``sys.modules`` (they cannot be rewritten any more and run unrecorded); returns the
+        names.  ``ignore``: names not to warn about."""
+        names = []
+        for name, module in list(sys.modules.items()):
+            if (name in ignore or name == "__main__" or name.partition(".")[0] in _NEVER
+                    or name in _warned_imported):
+                continue
+            origin = getattr(module, "__file__", None)
+            if not isinstance(origin, str) or not origin.endswith(".py"):
+                continue
+            if self.selection.accepts(name, origin)[0]:
+                _warned_imported.add(name)
+                names.append(name)
+        names.sort()
+        for name in names:
+            self.hook.decisions[name] = (False, "imported before ctinstrument was installed")
+        if names:
+            self.recorder.warn("warning: imported before ctinstrument was installed, so "
+                               "not recorded: %s" % ", ".join(names))
+        return names
+
+    def start(self):
+        """Switch recording on (a new window in the same trace)."""
+        if not self.finished:
+            self.recorder.resume()
+
+    def stop(self):
+        """Switch recording off and leave a complete trace on disk (``start`` continues it)."""
+        if not self.finished:
+            self.recorder.pause()
+
+    @property
+    def recording(self):
+        """Whether probes record now (installed, not paused, not finished)."""
+        return not self.finished and not self.recorder.paused
+
+    def finish(self, exit_code=None):
+        """Finalise the trace (top-level return ``exit_code``, None if unknown) and remove
+        everything installed.  Later calls do nothing."""
+        if self.finished:
+            return
+        self.finished = True
+        self.exit_code = exit_code
+        self.recorder.finish(exit_code)
+        self.hook.uninstall()
+        for installed in self._installed:
+            installed.uninstall()
+        atexit.unregister(self.finish)
