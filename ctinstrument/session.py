@@ -30,6 +30,17 @@ def current():
     return session if session is not None and not session.finished else None
 
 
+def _check_no_session():
+    """Raise UsageError if this process has (or had) a session: before a new one touches
+    any file, so a finished trace is never overwritten."""
+    if current() is not None:
+        raise UsageError("ctinstrument is already recording this process (into %s); "
+                         "uninstall that first" % _current.out_dir)
+    if _current is not None:
+        raise UsageError("ctinstrument records once per process: the trace in %s is "
+                         "finished" % _current.out_dir)
+
+
 class Session:
     """Records this process into ``out_dir`` (created and checked by the caller).
 
@@ -45,6 +56,7 @@ class Session:
     def __init__(self, out_dir, program, args, include=(), exclude=(), project_dir=None,
                  main_module=None, redact=True, redact_names=(), capture_output=True,
                  paused=False, settings=None):
+        _check_no_session()
         self.selection = Selection(include, exclude, project_dir, main_module=main_module)
         self.recorder = Recorder(
             out_dir, program, args, redaction=Redaction(redact_names) if redact else None,
@@ -67,12 +79,7 @@ class Session:
         """
         global _current
         with _lock:
-            if current() is not None:
-                raise UsageError("ctinstrument is already recording this process (into %s); "
-                                 "uninstall that first" % _current.out_dir)
-            if _current is not None:
-                raise UsageError("ctinstrument records once per process: the trace in %s is "
-                                 "finished" % _current.out_dir)
+            _check_no_session()
             _current = self
         recorder = self.recorder
         self.hook.install()

@@ -3,6 +3,14 @@
 Usage: python settrace_driver.py OUT.json ROOT SCRIPT [ARGS]...
 Writes a JSON list of [thread_index, filename, line] for every ``line`` event in a frame
 whose file lies under ROOT, in the order the interpreter reported them.
+
+Recording windows and activation roots, computed independently of ctinstrument:
+
+* ``ORACLE_WINDOWS=1``: a stand-in ``ctinstrument`` module whose ``start``/``stop``/
+  ``record`` switch a flag; line events count only while it is on (initially on).
+* ``ORACLE_ROOTS=module:name,...``: line events count only while a frame of one of these
+  functions (matched by module ``__name__`` and ``co_qualname``, else ``co_name``) is on
+  the thread's stack, as seen through ``call`` and ``return`` events.
 """
 
 import json
@@ -10,9 +18,52 @@ import os
 import runpy
 import sys
 import threading
+import types
 
 out, root, script = sys.argv[1], os.path.realpath(sys.argv[2]), sys.argv[3]
 events = []
+window = [True]
+roots = {tuple(item.split(":", 1)) for item in os.environ.get("ORACLE_ROOTS", "").split(",")
+         if item}
+
+
+def _install_window_stand_in():
+    module = types.ModuleType("ctinstrument")
+
+    def start():
+        window[0] = True
+
+    def stop():
+        window[0] = False
+
+    class record:
+        def __enter__(self):
+            self.started = not window[0]
+            window[0] = True
+
+        def __exit__(self, *exc_info):
+            if self.started:
+                window[0] = False
+
+        def __call__(self, function):
+            def recorded(*args, **kwargs):
+                with record():
+                    return function(*args, **kwargs)
+            return recorded
+
+    module.start, module.stop, module.record = start, stop, record
+    module.is_recording = lambda: window[0]
+    sys.modules["ctinstrument"] = module
+
+
+if os.environ.get("ORACLE_WINDOWS"):
+    _install_window_stand_in()
+
+
+def _is_root(frame):
+    code = frame.f_code
+    name = getattr(code, "co_qualname", code.co_name)
+    return (frame.f_globals.get("__name__"), name) in roots
 # Thread identity by threading.local: OS thread idents are reused by later threads.
 thread_slot = threading.local()
 count = [0]
@@ -23,8 +74,12 @@ def tracer(frame, event, arg):
     if not os.path.isabs(filename) or not os.path.realpath(filename).startswith(root + os.sep):
         return None
 
+    is_root = roots and _is_root(frame)
+
     def local(frame, event, arg):
-        if event == "line":
+        if is_root and event in ("call", "return"):
+            thread_slot.roots = getattr(thread_slot, "roots", 0) + (1 if event == "call" else -1)
+        if event == "line" and window[0] and (not roots or getattr(thread_slot, "roots", 0)):
             index = getattr(thread_slot, "index", None)
             if index is None:
                 index = thread_slot.index = count[0]

@@ -93,11 +93,12 @@ def steps_by_thread(events, root=None):
     return threads
 
 
-def settrace_lines(script, root, args=(), cwd=None):
-    """The plain interpreter's line events under ``root``, per thread (first seen first)."""
+def settrace_lines(script, root, args=(), cwd=None, **oracle_env):
+    """The plain interpreter's line events under ``root``, per thread (first seen first).
+    ``oracle_env``: ORACLE_WINDOWS / ORACLE_ROOTS (see settrace_driver.py)."""
     out = Path(cwd or root) / ".settrace-lines.json"
     subprocess.run([sys.executable, str(DRIVER), str(out), str(root), str(script), *args],
-                   cwd=cwd, capture_output=True, env=child_env(), timeout=300)
+                   cwd=cwd, capture_output=True, env=child_env(**oracle_env), timeout=300)
     try:
         with open(out) as handle:
             data = json.load(handle)
