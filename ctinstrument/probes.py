@@ -8,8 +8,9 @@ probe never raises into the program: failures are counted and reported once by t
 recorder.  While recording is off (``_enabled`` false) a probe costs one global check.
 
 Activation roots: when the selection names root functions (``_gated``), a probe records only
-while a root frame is on its thread's shadow stack (``ThreadStack.roots`` counts them); the
-call and resume probes of a root itself always record.
+while a root frame is on its thread's shadow stack (``ThreadStack.roots`` counts them,
+``_roots_running`` all threads' together); the call and resume probes of a root always
+record.
 
 A ``ShadowFrame`` mirrors one running frame: its line-event state and its variables as the
 store probes saw them (values taken from the stack, never read back from the target, never
@@ -38,6 +39,9 @@ from .isolation import PRIVATE_BUILTINS as __builtins__  # noqa: F401 (see isola
 
 _enabled = False
 _gated = False
+# One item per root frame on any thread's shadow stack (list.append/pop are atomic): while it
+# is empty, the gate of every probe is a check of two globals.
+_roots_running = []
 _recorder = None
 _sites = []
 _stores = []
@@ -148,6 +152,11 @@ def new_thread_stack(number):
     return stack
 
 
+# What the gate sees on a thread that has no shadow stack yet: no root is running there.
+_NO_STACK = new_thread_stack(0)
+_getattr = getattr
+
+
 def current_thread_number():
     """The trace thread number of the calling thread (allocated on first use)."""
     try:
@@ -173,14 +182,6 @@ def enable():
     """Switch recording back on after ``disable`` (the probes stay bound)."""
     global _enabled
     _enabled = True
-
-
-def _in_root():
-    """Whether an activation root is on the calling thread's shadow stack."""
-    try:
-        return _local.stack.roots
-    except AttributeError:
-        return 0
 
 
 class _TeardownGuard:
@@ -216,11 +217,18 @@ def _push(stack, frame):
     stack.append(frame)
     if frame.root:
         stack.roots += 1
+        _roots_running.append(None)
 
 
 def _pop(stack):
     if stack.pop().root:
         stack.roots -= 1
+        _roots_running.pop()
+
+
+def forget_roots():
+    """All shadow stacks were emptied (end of a recording window)."""
+    del _roots_running[:]
 
 
 def _resync(stack, fid, depth, thrown=None):
@@ -317,7 +325,8 @@ def _flush_pending(frame, number):
 
 
 def step(site):
-    if not _enabled or _gated and not _in_root():
+    if not _enabled or _gated and not (
+            _roots_running and _getattr(_local, "stack", _NO_STACK).roots):
         return
     try:
         fid, line, event, forced = _sites[site]
@@ -358,7 +367,8 @@ def _enter(fid, arg_ids, args, cells, line, site, variables):
 
 
 def call(fid, args, cells):
-    if not _enabled or _gated and not _functions[fid][7] and not _in_root():
+    if not _enabled or _gated and not (_functions[fid][7] or _roots_running
+                                       and _getattr(_local, "stack", _NO_STACK).roots):
         return
     try:
         function = _functions[fid]
@@ -381,7 +391,8 @@ def resume(sent, fid, line, site):
     while it is suspended.  On 3.12 and older this refreshes the dict ``locals()`` returned in
     that frame (PITFALLS.md), the price of correct values in generators and coroutines.
     """
-    if not _enabled or _gated and not _functions[fid][7] and not _in_root():
+    if not _enabled or _gated and not (_functions[fid][7] or _roots_running
+                                       and _getattr(_local, "stack", _NO_STACK).roots):
         return
     try:
         _enter(fid, (_sent_variable,), (sent,), (), line, site, _locals_of(_getframe(1), fid))
@@ -408,7 +419,8 @@ def _leave(value, fid):
 
 
 def return_(value, fid):
-    if not _enabled or _gated and not _in_root():
+    if not _enabled or _gated and not (
+            _roots_running and _getattr(_local, "stack", _NO_STACK).roots):
         return
     try:
         _leave(value, fid)
@@ -419,7 +431,8 @@ def return_(value, fid):
 
 
 def unwind(exception, fid):
-    if not _enabled or _gated and not _in_root():
+    if not _enabled or _gated and not (
+            _roots_running and _getattr(_local, "stack", _NO_STACK).roots):
         return
     try:
         _leave(exception, fid)
@@ -430,7 +443,8 @@ def unwind(exception, fid):
 
 
 def yield_(value, fid, line):
-    if not _enabled or _gated and not _in_root():
+    if not _enabled or _gated and not (
+            _roots_running and _getattr(_local, "stack", _NO_STACK).roots):
         return
     try:
         _yield_lines[fid] = line
@@ -471,7 +485,8 @@ def _assign(number, frame, vid, value):
 
 
 def store(value, site):
-    if not _enabled or _gated and not _in_root():
+    if not _enabled or _gated and not (
+            _roots_running and _getattr(_local, "stack", _NO_STACK).roots):
         return
     try:
         fid, vid, namespace = _stores[site]
@@ -490,7 +505,8 @@ def store(value, site):
 
 
 def delete(site):
-    if not _enabled or _gated and not _in_root():
+    if not _enabled or _gated and not (
+            _roots_running and _getattr(_local, "stack", _NO_STACK).roots):
         return
     try:
         fid, vid, namespace = _stores[site]
@@ -506,7 +522,8 @@ def delete(site):
 
 def mutate(target, fid):
     """``target`` is about to change in place (attribute, item or slice store or delete)."""
-    if not _enabled or _gated and not _in_root():
+    if not _enabled or _gated and not (
+            _roots_running and _getattr(_local, "stack", _NO_STACK).roots):
         return
     try:
         _number, frame = _current_frame(fid)
@@ -534,7 +551,8 @@ def mutate(target, fid):
 def catch(exception, fid):
     """A handler of the frame is entered with ``exception`` (raised in this frame or
     propagated into it): an ``Event`` (TraceLogEvent) at the step that raised it."""
-    if not _enabled or _gated and not _in_root():
+    if not _enabled or _gated and not (
+            _roots_running and _getattr(_local, "stack", _NO_STACK).roots):
         return
     try:
         number, _frame = _current_frame(fid, exception)
@@ -548,7 +566,8 @@ def catch(exception, fid):
 
 def save(site):
     """An inlined comprehension (3.12+) borrows a local: remember its value."""
-    if not _enabled or _gated and not _in_root():
+    if not _enabled or _gated and not (
+            _roots_running and _getattr(_local, "stack", _NO_STACK).roots):
         return
     try:
         fid, vid, _namespace = _stores[site]
@@ -563,7 +582,8 @@ def save(site):
 
 def restore(site):
     """The comprehension gives the local back (possibly unbound)."""
-    if not _enabled or _gated and not _in_root():
+    if not _enabled or _gated and not (
+            _roots_running and _getattr(_local, "stack", _NO_STACK).roots):
         return
     try:
         fid, vid, _namespace = _stores[site]

@@ -277,6 +277,7 @@ class Recorder(ProbeRegistry):
                 self.buffer.append((tid, {"Return": {
                     "return_value": self.encoder.lost_frame_value()}}))
             stack.roots = 0
+        probes.forget_roots()
 
     def _metadata(self):
         return {
