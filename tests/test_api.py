@@ -1,6 +1,7 @@
 """The Python API: ``install_hook`` before and after imports, the handle, errors."""
 
-from tracetools import (assert_conformant, load_events, run_plain, steps_by_thread, write_program)
+from tracetools import (REPO, assert_conformant, load_events, run_plain, steps_by_thread,
+                        write_program)
 from test_selection import functions_and_calls
 
 MOD = '''\
@@ -119,3 +120,15 @@ def test_second_install_with_other_options_is_refused(tmp_path):
     assert_conformant(trace)
     _functions, calls = functions_and_calls(load_events(trace))
     assert calls == ["<toplevel>", "<mod>", "f"]
+
+
+def test_readme_api_example_records_only_its_windows(tmp_path):
+    trace = tmp_path / "trace"
+    result = run_plain(REPO / "examples" / "record_windows.py", args=[str(trace)], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-2:] == ["2 1 2", "trace written to %s" % trace]
+    assert_conformant(trace)
+    _functions, calls = functions_and_calls(load_events(trace))
+    # The module body ran while paused; two of the three run() calls are in windows.
+    assert calls.count("run") == 2 and "<real_program>" not in calls
+    assert calls.count("tokenize") == 4
