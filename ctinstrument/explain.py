@@ -51,6 +51,10 @@ def _common_prefix(names):
     return ".".join(os.path.commonprefix(parts))
 
 
+def _modules(count):
+    return "%d module%s" % (count, "" if count == 1 else "s")
+
+
 def report(decisions, every_module=False):
     """The lines of the ``--explain`` report (``every_module``: the ``--debug`` form)."""
     total = len(decisions)
@@ -69,10 +73,10 @@ def report(decisions, every_module=False):
             groups.setdefault((top, reason), []).append(name)
     for (top, reason), names in groups.items():
         if not top:
-            rows.append(("~", False, "standard library (%d modules)" % len(names), reason))
+            rows.append(("~", False, "standard library (%s)" % _modules(len(names)), reason))
         elif len(names) > GROUP_AT:
             prefix = _common_prefix(names)
-            rows.append((prefix, False, "%s (%d modules)" % (prefix, len(names)), reason))
+            rows.append((prefix, False, "%s (%s)" % (prefix, _modules(len(names))), reason))
         else:
             rows.extend((name, False, name, reason) for name in names)
     rows.sort(key=lambda row: (row[0], row[2]))
