@@ -21,7 +21,6 @@ never imports the program's code and only reads files; mistakes raise ``UsageErr
 naming where the bad value came from.
 """
 
-import difflib
 import os
 
 from .errors import UsageError
@@ -160,6 +159,7 @@ def read_table(path):
 
 
 def _suggest(word, candidates):
+    import difflib
     close = difflib.get_close_matches(word, candidates, n=1)
     return " (did you mean %s?)" % close[0] if close else ""
 
