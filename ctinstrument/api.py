@@ -68,39 +68,48 @@ class Handle:
 _handle = None
 
 
-def _as_list(patterns):
-    if isinstance(patterns, str):
-        return [patterns]
-    return list(patterns)
-
-
-def install_hook(patterns=(), *, exclude=(), out_dir=None, paused=False, redact=True,
-                 redact_names=(), capture_output=False):
+def install_hook(patterns=None, *, exclude=None, out_dir=None, paused=None, redact=None,
+                 redact_names=None, capture_output=None, explain=None, debug=None):
     """Instrument the modules matching ``patterns`` that are imported from now on, and record
     them into the trace directory ``out_dir``; returns a ``Handle``.
+
+    Every keyword is an option of the table in config.py; ``None`` means "not given": the
+    value then comes from ``$CTINSTRUMENT_*`` (and ``$CODETRACER_DB_TRACE_PATH`` for
+    ``out_dir``), else from ``[tool.ctinstrument]`` in the nearest ``pyproject.toml`` above
+    the working directory, else the table's default.
 
     ``patterns``/``exclude``: a pattern string or a list of them (see selection.py: module
     names, globs, paths, ``module:Function.qualname`` activation roots); no pattern records
     the modules of the project (the directory of ``__main__``, else the working directory).
-    ``out_dir`` defaults to $CODETRACER_DB_TRACE_PATH, else ``./trace-out``.  ``paused``:
-    record nothing until ``start()``.  ``redact``/``redact_names``: as the CLI's
-    ``--no-redact``/``--redact``.  ``capture_output``: record stdout/stderr/stdin as events.
+    ``out_dir`` defaults to ``./trace-out``.  ``paused``: record nothing until ``start()``.
+    ``redact``/``redact_names``: as the CLI's ``--no-redact``/``--redact``.
+    ``capture_output``: record stdout/stderr/stdin as events (default off here, unlike the
+    CLI).  ``explain``/``debug``: print why each module was or was not recorded when the
+    trace is finalised.
 
     Matching modules already imported cannot be rewritten: a warning names each one, once.
     The trace is finalised by ``uninstall()``, leaving the handle's ``with`` block, or at
-    interpreter exit.  Calling again with the same arguments returns the same handle.
-    Raises UsageError for a bad pattern, an unwritable ``out_dir``, or if this process
-    already records with other arguments or has finished its recording.
+    interpreter exit.  Calling again with the same effective options returns the same
+    handle.  Raises UsageError for a bad option (in the arguments, the environment or
+    pyproject.toml), an unwritable ``out_dir``, or if this process already records with
+    other options or has finished its recording.
     """
     global _handle
+    from .config import OPTIONS, resolve
     from .writer import prepare_out_dir
-    from .cli import DEFAULT_OUT_DIR
-    include = split_patterns(_as_list(patterns))
-    excluded = split_patterns(_as_list(exclude), allow_function=False)
-    out_dir = prepare_out_dir(out_dir or os.environ.get("CODETRACER_DB_TRACE_PATH")
-                              or DEFAULT_OUT_DIR)
-    key = (tuple(p.text for p in include), tuple(p.text for p in excluded), out_dir, paused,
-           bool(redact), tuple(redact_names), bool(capture_output))
+    arguments = {"patterns": patterns, "exclude": exclude, "out_dir": out_dir,
+                 "paused": paused, "redact": redact, "redact_names": redact_names,
+                 "capture_output": capture_output, "explain": explain, "debug": debug}
+    given = {option.name: arguments[option.api] for option in OPTIONS
+             if arguments[option.api] is not None}
+    settings = resolve(given, os.getcwd(), frontend="api")
+    include = split_patterns(settings["include"])
+    excluded = split_patterns(settings["exclude"], allow_function=False)
+    out_dir = prepare_out_dir(settings["out_dir"])
+    metadata = settings.as_metadata()
+    metadata["out_dir"] = out_dir
+    key = tuple((name, tuple(value) if isinstance(value, list) else value)
+                for name, value in sorted(metadata.items()) if name != "sources")
     existing = _sessions.current()
     if existing is not None and _handle is not None and _handle._session is existing:
         if _handle._key == key:
@@ -111,9 +120,15 @@ def install_hook(patterns=(), *, exclude=(), out_dir=None, paused=False, redact=
     main_file = getattr(main, "__file__", None)
     program = os.path.abspath(main_file) if isinstance(main_file, str) else sys.executable
     project_dir = os.path.dirname(program) if isinstance(main_file, str) else os.getcwd()
-    session = _sessions.Session(out_dir, program, sys.argv[1:], include, excluded,
-                                project_dir, redact=redact, redact_names=redact_names,
-                                capture_output=capture_output, paused=paused)
+    session = _sessions.Session(
+        out_dir, program, sys.argv[1:], include, excluded, project_dir,
+        redact=settings["redact"], redact_names=settings["redact_names"],
+        capture_output=settings["capture_output"], paused=settings["paused"],
+        settings=metadata, explain="all" if settings["debug"] else settings["explain"])
+    for line in settings.warnings:
+        session.recorder.warn(line)
+    if settings["debug"]:
+        session.recorder.report(["debug: " + line for line in settings.describe()])
     session.install()
     session.warn_already_imported()
     _handle = Handle(session, key)

@@ -21,8 +21,10 @@ import click
 from . import __version__
 from .errors import UnsupportedPython, UsageError
 
-VALUE_OPTIONS = {"-i", "--include", "--exclude", "-o", "--out-dir", "--redact"}
-DEFAULT_OUT_DIR = "trace-out"
+from .config import BOOL, LIST, OPTIONS
+
+# Options that take a value (the next word is never the script), from the options table.
+VALUE_OPTIONS = {flag for option in OPTIONS if option.kind != BOOL for flag in option.flags}
 
 
 def split_argv(argv):
@@ -48,33 +50,41 @@ def split_argv(argv):
     return argv, [], []
 
 
+def _table_options(function):
+    """Apply a click option for every entry of the options table (config.OPTIONS)."""
+    for option in reversed(OPTIONS):
+        text = option.help
+        if option.kind == LIST:
+            text += " Repeatable or comma-separated."
+        elif option.kind == BOOL:
+            text += " Default: %s." % ("on" if option.default else "off")
+        else:
+            text += " Default: %s." % option.default
+        text += " Env: %s." % ", ".join("$" + env for env in option.env)
+        function = click.option(*option.flags, option.name, help=text,
+                                multiple=option.kind == LIST, metavar=option.metavar,
+                                default=None)(function)
+    return function
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]},
                help="Record a Python program into a CodeTracer trace directory.\n\n"
                     "  python -m ctinstrument [OPTIONS] SCRIPT [ARGS]...\n\n"
                     "  python -m ctinstrument [OPTIONS] -m MODULE [ARGS]...\n\n"
                     "Complete the trace directory of a killed run:\n\n"
-                    "  python -m ctinstrument repair DIR")
-@click.option("-i", "--include", multiple=True, metavar="PATTERN",
-              help="Module or glob to record (repeatable or comma-separated); a package "
-                   "covers its submodules. Default: the script and the modules beside it.")
-@click.option("--exclude", multiple=True, metavar="PATTERN",
-              help="Module or glob never to record (wins over --include).")
-@click.option("-o", "--out-dir", metavar="DIR",
-              help="Trace directory (default: $CODETRACER_DB_TRACE_PATH, else ./trace-out).")
-@click.option("--no-redact", is_flag=True,
-              help="Record the values of variables whose names look like secrets.")
-@click.option("--redact", multiple=True, metavar="NAME",
-              help="Also redact variables with this name (repeatable or comma-separated).")
-@click.option("--capture-output/--no-capture-output", default=True,
-              help="Record what the program writes to stdout/stderr and reads from stdin "
-                   "(default: on).")
+                    "  python -m ctinstrument repair DIR\n\n"
+                    "Options come from pyproject.toml [tool.ctinstrument] (the nearest one "
+                    "above the script, or the working directory with -m), then the "
+                    "environment, then this command line; later wins.")
+@_table_options
 @click.option("-m", "module", metavar="MODULE", help="Run a library module as a script.")
 @click.version_option(__version__, prog_name="ctinstrument")
 @click.argument("script", required=False)
-def command(include, exclude, out_dir, no_redact, redact, capture_output, module, script):
-    return {"include": include, "exclude": exclude, "out_dir": out_dir, "module": module,
-            "script": script, "no_redact": no_redact, "capture_output": capture_output,
-            "redact": [n.strip() for value in redact for n in value.split(",") if n.strip()]}
+@click.pass_context
+def command(context, module, script, **options):
+    given = {name: value for name, value in options.items()
+             if context.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE}
+    return {"module": module, "script": script, "given": given}
 
 
 def _fail(message, status=2):
@@ -117,6 +127,7 @@ def main(argv=None, preloaded=frozenset(), launcher_path_removed=False):
     from . import instructions
     from .runner import (ExitState, compile_script, forget_shadowed_modules, run_module,
                          run_script, script_path)
+    from .config import resolve
     from .selection import split_patterns
     from .session import Session
     from .writer import prepare_out_dir
@@ -125,21 +136,26 @@ def main(argv=None, preloaded=frozenset(), launcher_path_removed=False):
     if arguments[:1] == ["repair"] and not os.path.isfile("repair"):
         repair_main(arguments[1:])
     parsed, program_args = parse(arguments)
+    script = parsed["script"]
     try:
         instructions.check_supported()
-        include = split_patterns(parsed["include"])
-        exclude = split_patterns(parsed["exclude"], allow_function=False)
-        script = parsed["script"]
         if script is not None:
             if os.path.isdir(script):
                 raise UsageError("%s is a directory, not a Python script" % script)
             if not os.path.isfile(script):
                 raise UsageError("cannot open script %s: no such file" % script)
-        out_dir = parsed["out_dir"] or os.environ.get("CODETRACER_DB_TRACE_PATH") \
-            or DEFAULT_OUT_DIR
-        out_dir = prepare_out_dir(out_dir)
+        start_dir = os.path.dirname(os.path.realpath(script)) if script else os.getcwd()
+        settings = resolve(parsed["given"], start_dir, frontend="cli")
+        include = split_patterns(settings["include"])
+        exclude = split_patterns(settings["exclude"], allow_function=False)
+        out_dir = prepare_out_dir(settings["out_dir"])
     except (UsageError, UnsupportedPython) as exc:
         _fail(str(exc))
+    for line in settings.warnings:
+        sys.stderr.write("ctinstrument: %s\n" % line)
+    if settings["debug"]:
+        for line in settings.describe():
+            sys.stderr.write("ctinstrument: debug: %s\n" % line)
 
     code = None
     if script is not None:
@@ -157,15 +173,21 @@ def main(argv=None, preloaded=frozenset(), launcher_path_removed=False):
     main_module = parsed["module"]
     if main_module and os.path.basename(program) == "__main__.py":
         main_module += ".__main__"  # a package runs its __main__ submodule
+    metadata = settings.as_metadata()
+    metadata["out_dir"] = out_dir
     session = Session(out_dir, program, program_args, include, exclude, project_dir,
-                      main_module=main_module, redact=not parsed["no_redact"],
-                      redact_names=parsed["redact"], capture_output=parsed["capture_output"])
+                      main_module=main_module, redact=settings["redact"],
+                      redact_names=settings["redact_names"],
+                      capture_output=settings["capture_output"], paused=settings["paused"],
+                      settings=metadata,
+                      explain="all" if settings["debug"] else settings["explain"])
     state = ExitState()
     atexit.register(_finish, session, state)
     session.install(finish_at_exit=False)
     forget_shadowed_modules(preloaded, project_dir)
     session.warn_already_imported()
     if script is not None:
+        session.hook.decisions["__main__"] = (True, "the program's main script")
         code = session.hook.instrument(code, "__main__", program)
         run_script(code, script, program_args, state, session.recorder)
     else:

@@ -32,7 +32,8 @@ class ImportHook:
     """Instruments the modules ``selection`` accepts, with ids from ``registry``.
 
     ``install()`` puts the finder first in ``sys.meta_path``; ``uninstall()`` removes it.
-    ``decisions`` maps every module name the finder was asked about to (bool, reason).
+    ``decisions`` maps every module name the finder was asked about to (bool, reason);
+    a name rejected before any finder looked for it may name no module at all.
     """
 
     def __init__(self, selection, registry):
@@ -77,6 +78,8 @@ class _Finder:
         hook = self._hook
         verdict, reason = hook.selection.by_name(fullname)
         if verdict is False:
+            # Recorded for --explain even if no finder knows the name (see explain.py).
+            hook.decisions[fullname] = (False, reason)
             return None
         busy = getattr(self._local, "busy", None)
         if busy is None:
@@ -92,8 +95,9 @@ class _Finder:
             return None
         loader = spec.loader
         if type(loader) is not importlib.machinery.SourceFileLoader or not spec.has_location:
+            kind = loader if isinstance(loader, type) else type(loader)
             hook.decisions[fullname] = (False, "not a plain source module (%s)"
-                                        % type(loader).__name__)
+                                        % kind.__name__)
             return spec
         accepted, reason = hook.selection.accepts(fullname, spec.origin)
         hook.decisions[fullname] = (accepted, reason)

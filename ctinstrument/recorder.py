@@ -259,6 +259,15 @@ class Recorder(ProbeRegistry):
         except Exception:
             pass
 
+    def report(self, lines):
+        """Write ``lines``, each as ``ctinstrument: line``, to the real stderr at once
+        (never raises)."""
+        try:
+            self._stderr.write("".join("ctinstrument: %s\n" % line for line in lines))
+            self._stderr.flush()
+        except Exception:
+            pass
+
     def describe_exception(self, exception):
         """Text naming an exception and its simple arguments, built without user code."""
         return safe_text(self.encoder.raw(exception)["r"])

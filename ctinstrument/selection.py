@@ -35,7 +35,8 @@ _EXPECTED = ("expected a module name, a glob such as pkg.*.views, a file or dire
              "or a function such as pkg.mod:Class.method")
 
 
-def _is_path(text):
+def is_path_pattern(text):
+    """Whether pattern text (without a ``:QUALNAME``) names a file or directory."""
     return os.sep in text or "/" in text or text.endswith(".py") or text in (".", "..")
 
 
@@ -80,7 +81,7 @@ def parse_pattern(text, allow_function=True):
         if not qualname or not _QUALNAME_PATTERN.match(qualname) or not where:
             raise UsageError("invalid function pattern %r (expected MODULE:QUALNAME such as "
                              "app.billing:Invoice.total or app.jobs:*)" % text)
-    if _is_path(where):
+    if is_path_pattern(where):
         path = os.path.realpath(where)
         if not os.path.exists(path):
             raise UsageError("invalid pattern %r: no such file or directory" % text)
@@ -162,7 +163,7 @@ class Selection:
             for pattern in self.include:
                 if pattern.matches_module(name, None):
                     return True, "included by %s" % pattern.text
-            return False, "matches no --include pattern"
+            return False, "matches no include pattern"
         return None, "project mode"
 
     def accepts(self, name, origin):
@@ -178,7 +179,7 @@ class Selection:
             for pattern in self.include:
                 if pattern.matches_module(name, real):
                     return True, "included by %s" % pattern.text
-            return False, "matches no --include pattern"
+            return False, "matches no include pattern"
         if real is None or self.project_dir is None:
             return False, "no project directory"
         if any(real.startswith(lib + os.sep) for lib in self._library):

@@ -10,6 +10,7 @@ import atexit
 import sys
 import threading
 
+from . import explain as _explain
 from .capture import StreamCapture
 from .errors import UsageError
 from .import_hook import ImportHook
@@ -49,13 +50,15 @@ class Session:
     ``trace_metadata.json`` names; ``redact``: hide values of secret-looking names,
     ``redact_names`` more such names; ``capture_output``: record stdout/stderr/stdin;
     ``paused``: install without recording until ``start()``; ``settings``: the effective
-    options, written to ``trace_metadata.json``.  Raises UsageError if another session of
+    options, written to ``trace_metadata.json``; ``explain``: at the end, print why each
+    module was or was not instrumented (``"all"``: every module on its own line, see
+    explain.py).  Raises UsageError if another session of
     this process exists.
     """
 
     def __init__(self, out_dir, program, args, include=(), exclude=(), project_dir=None,
                  main_module=None, redact=True, redact_names=(), capture_output=True,
-                 paused=False, settings=None):
+                 paused=False, settings=None, explain=False):
         _check_no_session()
         self.selection = Selection(include, exclude, project_dir, main_module=main_module)
         self.recorder = Recorder(
@@ -68,6 +71,7 @@ class Session:
         self.out_dir = out_dir
         self.capture_output = capture_output
         self.paused = paused
+        self.explain = explain
         self.finished = False
         self.exit_code = None
         self._installed = []
@@ -138,8 +142,12 @@ class Session:
             return
         self.finished = True
         self.exit_code = exit_code
+        decisions = _explain.imported_decisions(self.hook.decisions)
+        self.recorder.extra_metadata["selection"]["decisions"] = _explain.counts(decisions)
         self.recorder.finish(exit_code)
         self.hook.uninstall()
         for installed in self._installed:
             installed.uninstall()
         atexit.unregister(self.finish)
+        if self.explain:
+            self.recorder.report(_explain.report(decisions, every_module=self.explain == "all"))

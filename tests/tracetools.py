@@ -23,7 +23,9 @@ DEFINITIONS = {"Path", "Function", "Type", "VariableName"}
 
 
 def child_env(**extra):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    # Hermetic: no Python settings and no ctinstrument configuration from the outside.
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PYTHON", "CTINSTRUMENT_")) and k != "CODETRACER_DB_TRACE_PATH"}
     env["PYTHONPATH"] = str(REPO)
     env["PYTHONHASHSEED"] = "0"
     env["PYTHONIOENCODING"] = "utf-8"
