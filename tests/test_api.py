@@ -88,7 +88,8 @@ def test_handle_context_manager_uninstalls_and_errors_are_clear(tmp_path):
                      "ctinstrument")
     assert lines[3:6] == [not_recording] * 3
     assert lines[6] == ("UsageError: invalid function pattern 'mod:' (expected "
-                        "MODULE:QUALNAME such as app.billing:Invoice.total or app.jobs:*)")
+                        "MODULE:QUALNAME such as app.billing:Invoice.total or app.jobs:*) (from "
+                        "install_hook(patterns=...))")
     assert len(lines) == 7
     assert_conformant(trace)
     _functions, calls = functions_and_calls(load_events(trace))
