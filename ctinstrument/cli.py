@@ -21,6 +21,8 @@ import click
 from . import __version__
 from .errors import UnsupportedPython, UsageError
 
+# Options read from the environment; a configuration system will take them over.
+CACHE_ENV = "CTINSTRUMENT_CACHE"  # "0" (or false/no/off): no private code cache
 VALUE_OPTIONS = {"-i", "--include", "--exclude", "-o", "--out-dir", "--redact"}
 DEFAULT_OUT_DIR = "trace-out"
 
@@ -75,6 +77,11 @@ def command(include, exclude, out_dir, no_redact, redact, capture_output, module
     return {"include": include, "exclude": exclude, "out_dir": out_dir, "module": module,
             "script": script, "no_redact": no_redact, "capture_output": capture_output,
             "redact": [n.strip() for value in redact for n in value.split(",") if n.strip()]}
+
+
+def cache_enabled(environ=os.environ):
+    """Whether the private code cache is on (``CTINSTRUMENT_CACHE``, default on)."""
+    return environ.get(CACHE_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 def _fail(message, status=2):
@@ -164,7 +171,8 @@ def main(argv=None, preloaded=frozenset(), launcher_path_removed=False):
     selection = Selection(include, exclude, project_dir, main_module=main_module)
     redaction = None if parsed["no_redact"] else Redaction(parsed["redact"])
     recorder = Recorder(out_dir, program, program_args, redaction=redaction)
-    hook = ImportHook(selection, recorder)
+    hook = ImportHook(selection, recorder, cache=cache_enabled())
+    recorder.extra_metadata["code_cache"] = hook.stats
     state = ExitState()
     installed = []  # what _finish uninstalls
     atexit.register(_finish, recorder, state, installed)

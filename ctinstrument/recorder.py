@@ -69,6 +69,8 @@ class Recorder(ProbeRegistry):
         self._warned = False
         self.finished = False
         self.main_thread = 1
+        # Sections other parts add to trace_metadata.json (name -> JSON-able value).
+        self.extra_metadata = {}
 
         self._function_paths = []
         self.program_path = os.path.abspath(program) if os.path.isfile(program) else program
@@ -279,6 +281,7 @@ class Recorder(ProbeRegistry):
                 "probe_failures": self.failures,
                 "redactions": self.encoder.redactions,
             }
+            metadata.update(self.extra_metadata)
             self.writer.close(metadata, list(self._paths))
 
     # -- crash safety and program input/output --------------------------------------------
