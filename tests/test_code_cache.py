@@ -144,7 +144,7 @@ def test_a_changed_source_of_same_size_and_mtime_is_rewritten(tmp_path):
 
     result, metadata = _run(main, tmp_path / "t2")
     assert result.stdout == "47 3\n"
-    assert _counts(metadata) == (2, 2, 1)  # main and helper rewritten, helper rewritten
+    assert _counts(metadata) == (2, 2, 1)  # main and helper rewritten, helper written again
     assert open(entry, "rb").read() != before
     _, metadata = _run(main, tmp_path / "t3")
     assert _counts(metadata) == (1, 3, 0)
