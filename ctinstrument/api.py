@@ -69,7 +69,8 @@ _handle = None
 
 
 def install_hook(patterns=None, *, exclude=None, out_dir=None, paused=None, redact=None,
-                 redact_names=None, capture_output=None, explain=None, debug=None):
+                 redact_names=None, capture_output=None, explain=None, debug=None,
+                 cache=None):
     """Instrument the modules matching ``patterns`` that are imported from now on, and record
     them into the trace directory ``out_dir``; returns a ``Handle``.
 
@@ -85,7 +86,7 @@ def install_hook(patterns=None, *, exclude=None, out_dir=None, paused=None, reda
     ``redact``/``redact_names``: as the CLI's ``--no-redact``/``--redact``.
     ``capture_output``: record stdout/stderr/stdin as events (default off here, unlike the
     CLI).  ``explain``/``debug``: print why each module was or was not recorded when the
-    trace is finalised.
+    trace is finalised.  ``cache``: use the private code cache (code_cache.py).
 
     Matching modules already imported cannot be rewritten: a warning names each one, once.
     The trace is finalised by ``uninstall()``, leaving the handle's ``with`` block, or at
@@ -99,7 +100,8 @@ def install_hook(patterns=None, *, exclude=None, out_dir=None, paused=None, reda
     from .writer import prepare_out_dir
     arguments = {"patterns": patterns, "exclude": exclude, "out_dir": out_dir,
                  "paused": paused, "redact": redact, "redact_names": redact_names,
-                 "capture_output": capture_output, "explain": explain, "debug": debug}
+                 "capture_output": capture_output, "explain": explain, "debug": debug,
+                 "cache": cache}
     given = {option.name: arguments[option.api] for option in OPTIONS
              if arguments[option.api] is not None}
     settings = resolve(given, os.getcwd(), frontend="api")
@@ -124,7 +126,8 @@ def install_hook(patterns=None, *, exclude=None, out_dir=None, paused=None, reda
         out_dir, program, sys.argv[1:], include, excluded, project_dir,
         redact=settings["redact"], redact_names=settings["redact_names"],
         capture_output=settings["capture_output"], paused=settings["paused"],
-        settings=metadata, explain="all" if settings["debug"] else settings["explain"])
+        settings=metadata, explain="all" if settings["debug"] else settings["explain"],
+        cache=settings["cache"])
     for line in settings.warnings:
         session.recorder.warn(line)
     if settings["debug"]:

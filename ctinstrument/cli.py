@@ -179,7 +179,7 @@ def main(argv=None, preloaded=frozenset(), launcher_path_removed=False):
                       main_module=main_module, redact=settings["redact"],
                       redact_names=settings["redact_names"],
                       capture_output=settings["capture_output"], paused=settings["paused"],
-                      settings=metadata,
+                      settings=metadata, cache=settings["cache"],
                       explain="all" if settings["debug"] else settings["explain"])
     state = ExitState()
     atexit.register(_finish, session, state)

@@ -82,6 +82,9 @@ OPTIONS = (
            "counts).", ("--explain/--no-explain",)),
     Option("debug", BOOL, False, "Like --explain, listing every module, and print where each "
            "option came from.", ("--debug/--no-debug",)),
+    Option("cache", BOOL, True, "Keep instrumented code in a private cache beside the "
+           "ordinary .pyc files (never loaded by a plain interpreter).",
+           ("--cache/--no-cache",)),
 )
 BY_NAME = {option.name: option for option in OPTIONS}
 ENV_NAMES = {env for option in OPTIONS for env in option.env}

@@ -1,22 +1,28 @@
 """Meta-path finder that lets the normal finders find and wraps the loader of selected modules.
 
 Only plain source modules (``SourceFileLoader`` specs with a file origin) are instrumented;
-namespace packages, extension modules, zip and frozen modules pass through untouched.  The
-instrumented code is compiled from source on every import and never written to any
-``__pycache__``, so a plain interpreter can never load it.
+namespace packages, extension modules, zip and frozen modules pass through untouched.
+
+Every module is rewritten with portable ids and then bound to the registry (binding.py), so
+the rewritten code can be kept in the private cache (code_cache.py): an import whose source
+is unchanged since it was cached skips compiling and rewriting.  The ordinary ``.pyc`` files
+are never read or written here, so a plain interpreter never loads instrumented code.
 """
 
 import importlib.machinery
 import sys
 import threading
 
+from .binding import bind, has_portable_constants, instrument_portable
+from .code_cache import CodeCache
 from .errors import InstrumentationError
 from .rewriter import instrument_module_code
 from .isolation import PRIVATE_BUILTINS as __builtins__  # noqa: F401 (see isolation.py)
 
 
 class InstrumentingLoader(importlib.machinery.SourceFileLoader):
-    """A ``SourceFileLoader`` whose ``get_code`` returns instrumented code (no bytecode cache)."""
+    """A ``SourceFileLoader`` whose ``get_code`` returns instrumented code, from the private
+    cache when it holds an entry for the current source."""
 
     def __init__(self, fullname, path, hook):
         super().__init__(fullname, path)
@@ -24,8 +30,13 @@ class InstrumentingLoader(importlib.machinery.SourceFileLoader):
 
     def get_code(self, fullname):
         source = self.get_data(self.path)
+        hook = self._hook
+        if hook.cache is not None:
+            portable = hook.cache.load(self.path, source)
+            if portable is not None:
+                return hook.bind(portable, fullname, self.path)
         code = self.source_to_code(source, self.path)
-        return self._hook.instrument(code, fullname, self.path)
+        return hook.instrument(code, fullname, self.path, source=source)
 
 
 class ImportHook:
@@ -34,13 +45,18 @@ class ImportHook:
     ``install()`` puts the finder first in ``sys.meta_path``; ``uninstall()`` removes it.
     ``decisions`` maps every module name the finder was asked about to (bool, reason);
     a name rejected before any finder looked for it may name no module at all.
+    ``cache``: keep rewritten modules in the private code cache (False: rewrite on every
+    import).  ``stats`` counts modules ``rewritten`` (the main script included), ``loaded``
+    from and ``written`` to the cache; the session puts it in ``trace_metadata.json``.
     """
 
-    def __init__(self, selection, registry):
+    def __init__(self, selection, registry, cache=True):
         self.selection = selection
         self.registry = registry
         self.decisions = {}
         self.instrumented = []
+        self.stats = {"cache": bool(cache), "rewritten": 0}
+        self.cache = CodeCache(self.stats) if cache else None
         self._finder = _Finder(self)
         self._warned = set()
 
@@ -52,10 +68,20 @@ class ImportHook:
         while self._finder in sys.meta_path:
             sys.meta_path.remove(self._finder)
 
-    def instrument(self, code, module_name, path):
-        """Return the instrumented ``code`` of ``module_name``, or ``code`` itself on failure."""
+    def instrument(self, code, module_name, path, source=None):
+        """Return the instrumented ``code`` of ``module_name``, or ``code`` itself on failure.
+
+        With ``source`` (the bytes ``code`` was compiled from), the rewritten module is also
+        written to the cache.
+        """
         try:
-            new = instrument_module_code(code, self.registry, module_name, path)
+            if has_portable_constants(code):
+                # Its own constants would be taken for probe ids: rewrite with real ids,
+                # uncached (never seen in real code; see binding.py).
+                new = instrument_module_code(code, self.registry, module_name, path)
+                portable = None
+            else:
+                portable = instrument_portable(code, module_name, path)
         except InstrumentationError as exc:
             if module_name not in self._warned:
                 # Written directly: the program's warning filters must not turn it into an error.
@@ -63,8 +89,18 @@ class ImportHook:
                 sys.stderr.write("ctinstrument: warning: %s; running it unrecorded\n" % exc)
             self.decisions[module_name] = (False, str(exc))
             return code
+        self.stats["rewritten"] += 1
+        if portable is None:
+            self.instrumented.append(module_name)
+            return new
+        if source is not None and self.cache is not None:
+            self.cache.store(path, source, portable)
+        return self.bind(portable, module_name, path)
+
+    def bind(self, portable, module_name, path):
+        """The code of a rewritten module (``binding.Portable``) with this process's ids."""
         self.instrumented.append(module_name)
-        return new
+        return bind(portable, self.registry, module_name, path)
 
 
 class _Finder:

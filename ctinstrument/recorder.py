@@ -77,7 +77,7 @@ class Recorder(ProbeRegistry):
         self.is_root = is_root
         self.paused = False
         self.windows = 0
-        # Added to trace_metadata.json (the effective selection, ...).
+        # Sections other parts add to trace_metadata.json (name -> JSON-able value).
         self.extra_metadata = {}
         self.program_path = os.path.abspath(program) if os.path.isfile(program) else program
         self.function_id(self.program_path, 1, "<toplevel>", (), (), "function", None)

@@ -107,6 +107,11 @@ def qualified_name(code, parent_qualname, parent_is_function):
     return parent_qualname + "." + code.co_name
 
 
+def module_label(module_name):
+    """The function name of a module body: ``<pkg.mod>``."""
+    return "<%s>" % module_name
+
+
 def instrument_module_code(code, registry, module_name, path):
     """Return ``code`` (a module's code object) with probes in it and every nested code object.
 
@@ -116,7 +121,7 @@ def instrument_module_code(code, registry, module_name, path):
     """
     ins.check_supported()
     try:
-        return _instrument(code, registry, path, "<%s>" % module_name, None, False)
+        return _instrument(code, registry, path, module_label(module_name), None, False)
     except InstrumentationError:
         raise
     except Exception as exc:  # bytecode raises plain ValueError/RuntimeError on bad input

@@ -58,7 +58,7 @@ class Session:
 
     def __init__(self, out_dir, program, args, include=(), exclude=(), project_dir=None,
                  main_module=None, redact=True, redact_names=(), capture_output=True,
-                 paused=False, settings=None, explain=False):
+                 paused=False, settings=None, explain=False, cache=True):
         _check_no_session()
         self.selection = Selection(include, exclude, project_dir, main_module=main_module)
         self.recorder = Recorder(
@@ -67,7 +67,8 @@ class Session:
         self.recorder.extra_metadata["selection"] = self.selection.describe()
         if settings is not None:
             self.recorder.extra_metadata["settings"] = settings
-        self.hook = ImportHook(self.selection, self.recorder)
+        self.hook = ImportHook(self.selection, self.recorder, cache=cache)
+        self.recorder.extra_metadata["code_cache"] = self.hook.stats
         self.out_dir = out_dir
         self.capture_output = capture_output
         self.paused = paused

@@ -24,7 +24,8 @@ def test_test_grammar_outcomes_unchanged(tmp_path):
                            env=child_env(), cwd=tmp_path, timeout=600)
     recorded = subprocess.run(
         [sys.executable, "-m", "ctinstrument", "-o", str(tmp_path / "t"), "--include",
-         "test.test_grammar", *cmd], capture_output=True, text=True, env=child_env(),
+         "test.test_grammar", *cmd], capture_output=True, text=True,
+        env=child_env(PYTHONPYCACHEPREFIX=str(tmp_path / "pycache")),  # not into the stdlib
         cwd=tmp_path, timeout=600)
     assert recorded.returncode == plain.returncode
     expected = _outcomes(plain.stderr)

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from tracetools import assert_conformant, load_events, record, run_plain, settrace_lines, \
-    steps_by_thread
+from tracetools import assert_conformant, child_env, load_events, record, run_plain, \
+    settrace_lines, steps_by_thread
 
 markdown = pytest.importorskip("markdown", reason="the test extra installs Markdown")
 
@@ -48,8 +48,9 @@ def test_markdown_under_the_recorder(tmp_path):
     script.write_text(SCRIPT)
     plain = run_plain(script, ["doc.md"], cwd=tmp_path)
     assert plain.returncode == 0, plain.stderr
+    # The code cache goes under tmp_path, not into the shared site-packages.
     result = record(script, tmp_path / "t", args=["doc.md"], options=["--include", "markdown"],
-                    cwd=tmp_path)
+                    cwd=tmp_path, env=child_env(PYTHONPYCACHEPREFIX=str(tmp_path / "pycache")))
     assert result.returncode == 0, result.stderr
     assert result.stdout == plain.stdout
     assert result.stderr == plain.stderr
