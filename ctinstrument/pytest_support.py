@@ -12,10 +12,11 @@ runs it with the real ``exec``.  pytest has written its own pyc before that call
 only ever holds the assertion-rewritten code, never probes.
 
 Private pytest API relied on, checked before use: the module ``_pytest.assertion.rewrite``
-with a class ``AssertionRewritingHook`` whose ``exec_module`` calls the global ``exec``.  If
-that is not what the installed pytest has, one warning says so and pytest loads those modules
-unrecorded.  This module never imports pytest (it only adapts a pytest the program imported),
-and nothing in it may make a test run fail.
+with a class ``AssertionRewritingHook`` whose ``exec_module`` calls the global ``exec`` (if
+another tool bound that name first, ours calls that one).  If that is not what the installed
+pytest has, one warning says so and pytest loads those modules unrecorded.  This module never
+imports pytest (it only adapts a pytest the program imported), and nothing in it may make a
+test run fail.
 """
 
 import builtins
@@ -30,6 +31,7 @@ _REAL_EXEC = exec
 # (called from here it would give ctinstrument's private copy, see isolation.py).
 _PROGRAM_BUILTINS = builtins.__dict__
 _MARK = "_ctinstrument_hook"  # attribute of our ``exec``: the ImportHook it serves
+_NEXT = "_ctinstrument_next"  # attribute of our ``exec``: the binding it replaced, or None
 
 
 def _uses_global_exec(rewrite):
@@ -46,31 +48,40 @@ def attach(rewrite, hook):
     current = rewrite.__dict__.get("exec")
     if getattr(current, _MARK, None) is hook:
         return True
-    if current is not None or not _uses_global_exec(rewrite):
+    if (current is not None and not callable(current)) or not _uses_global_exec(rewrite):
         hook.warn_once("pytest", "this pytest's assertion rewriting is not one ctinstrument "
                        "can follow; modules pytest loads itself (test modules, conftest "
                        "files, pytest.register_assert_rewrite) run unrecorded")
         return False
-    rewrite.exec = _make_exec(hook, rewrite.AssertionRewritingHook)
+    # Another tool may have bound the name first: chain to it.
+    rewrite.exec = _make_exec(hook, rewrite.AssertionRewritingHook, current)
     return True
 
 
 def detach(rewrite, hook):
     """Undo ``attach`` (if ``rewrite`` still has our ``exec``)."""
-    if getattr(rewrite.__dict__.get("exec"), _MARK, None) is hook:
-        del rewrite.exec
+    ours = rewrite.__dict__.get("exec")
+    if getattr(ours, _MARK, None) is hook:
+        previous = getattr(ours, _NEXT)
+        if previous is None:
+            del rewrite.exec
+        else:
+            rewrite.exec = previous
 
 
-def _make_exec(hook, loader_class):
+def _make_exec(hook, loader_class, previous):
+    run = _REAL_EXEC if previous is None else previous
+
     def exec(source, *args, **kwargs):  # noqa: A001 (it replaces exec in pytest's module)
         __tracebackhide__ = True  # pytest leaves this frame out of the tracebacks it shows
         if len(args) == 1 and not kwargs and type(source) is types.CodeType \
                 and type(args[0]) is dict:
             args[0].setdefault("__builtins__", _PROGRAM_BUILTINS)
             source = _instrumented(hook, loader_class, source, args[0])
-        return _REAL_EXEC(source, *args, **kwargs)
+        return run(source, *args, **kwargs)
 
     setattr(exec, _MARK, hook)
+    setattr(exec, _NEXT, previous)
     return exec
 
 

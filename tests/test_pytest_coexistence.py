@@ -301,6 +301,23 @@ def test_adapter_instruments_the_module_body_pytest_executes():
     assert hook.instrumented == ["pkg.mod"]
 
 
+def test_adapter_chains_to_an_exec_another_tool_bound_first():
+    rewrite = _fake_rewrite_module(KNOWN)
+    seen = []
+
+    def other_tools_exec(code, namespace):
+        seen.append(namespace["__name__"])
+        exec(code, namespace)
+
+    rewrite.exec = other_tools_exec
+    hook = _Hook()
+    assert pytest_support.attach(rewrite, hook)
+    assert _load(rewrite).ran == "pkg.mod"
+    assert seen == ["pkg.mod"] and hook.instrumented == ["pkg.mod"]
+    pytest_support.detach(rewrite, hook)
+    assert rewrite.exec is other_tools_exec
+
+
 def test_adapter_warns_once_and_stays_out_when_pytest_changed():
     changed = _fake_rewrite_module("    def exec_module(self, module):\n"
                                    "        module.ran = True\n")
