@@ -2,6 +2,8 @@
 
 Only plain source modules (``SourceFileLoader`` specs with a file origin) are instrumented;
 namespace packages, extension modules, zip and frozen modules pass through untouched.
+Modules that pytest's assertion rewriting loads itself are instrumented through
+pytest_support.py instead.
 
 Every module is rewritten with portable ids and then bound to the registry (binding.py), so
 the rewritten code can be kept in the private cache (code_cache.py): an import whose source
@@ -13,6 +15,7 @@ import importlib.machinery
 import sys
 import threading
 
+from . import pytest_support
 from .binding import bind, has_portable_constants, instrument_portable
 from .code_cache import CodeCache
 from .errors import InstrumentationError
@@ -63,10 +66,23 @@ class ImportHook:
     def install(self):
         if self._finder not in sys.meta_path:
             sys.meta_path.insert(0, self._finder)
+        pytest_support.attach_if_loaded(self)
 
     def uninstall(self):
         while self._finder in sys.meta_path:
             sys.meta_path.remove(self._finder)
+        pytest_support.detach_if_loaded(self)
+
+    def warn_once(self, key, message):
+        """Print ``ctinstrument: warning: message`` the first time ``key`` comes up."""
+        if key in self._warned:
+            return
+        self._warned.add(key)
+        # Written directly: the program's warning filters must not turn it into an error.
+        try:
+            sys.stderr.write("ctinstrument: warning: %s\n" % message)
+        except Exception:
+            pass
 
     def instrument(self, code, module_name, path, source=None):
         """Return the instrumented ``code`` of ``module_name``, or ``code`` itself on failure.
@@ -83,10 +99,7 @@ class ImportHook:
             else:
                 portable = instrument_portable(code, module_name, path)
         except InstrumentationError as exc:
-            if module_name not in self._warned:
-                # Written directly: the program's warning filters must not turn it into an error.
-                self._warned.add(module_name)
-                sys.stderr.write("ctinstrument: warning: %s; running it unrecorded\n" % exc)
+            self.warn_once(module_name, "%s; running it unrecorded" % exc)
             self.decisions[module_name] = (False, str(exc))
             return code
         self.stats["rewritten"] += 1
@@ -112,6 +125,8 @@ class _Finder:
 
     def find_spec(self, fullname, path=None, target=None):
         hook = self._hook
+        if fullname == pytest_support.REWRITE_MODULE:
+            return self._adapt_pytest(fullname, path, target)
         verdict, reason = hook.selection.by_name(fullname)
         if verdict is False:
             # Recorded for --explain even if no finder knows the name (see explain.py).
@@ -139,6 +154,13 @@ class _Finder:
         hook.decisions[fullname] = (accepted, reason)
         if accepted:
             spec.loader = InstrumentingLoader(fullname, spec.origin, hook)
+        return spec
+
+    def _adapt_pytest(self, fullname, path, target):
+        """The spec of pytest's assertion rewriting module, loaded so that it gets adapted."""
+        spec = self._find_elsewhere(fullname, path, target)
+        if spec is not None and spec.loader is not None:
+            spec.loader = pytest_support.AttachAfterLoad(spec.loader, self._hook)
         return spec
 
     def _find_elsewhere(self, fullname, path, target):
