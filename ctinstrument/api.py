@@ -59,10 +59,12 @@ class Handle:
         """End the recording window (see ``stop``)."""
         self._session.stop()
 
-    def uninstall(self):
+    def uninstall(self, exit_code=None):
         """Finalise the trace directory and remove the import hook; later calls do nothing.
-        Modules already instrumented keep running, unrecorded."""
-        self._session.finish(None)
+        Modules already instrumented keep running, unrecorded.  ``exit_code`` (an int, if
+        the caller knows the program's status) becomes the top-level return value and the
+        ``exit_code`` of ``trace_metadata.json``."""
+        self._session.finish(exit_code)
 
 
 _handle = None

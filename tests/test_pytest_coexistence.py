@@ -7,6 +7,7 @@ The inner pytest runs in a subprocess with ``-p no:cacheprovider`` on a project 
 that has its own pytest.ini, so the outer pytest running this file is not involved.
 """
 
+import json
 import marshal
 import re
 import subprocess
@@ -342,3 +343,59 @@ def test_a_failure_while_instrumenting_leaves_the_module_running_unrecorded():
     assert _load(rewrite).ran == "pkg.mod"
     assert _load(rewrite, "pkg.other").ran == "pkg.other"
     assert len(hook.warnings) == 2 and "RuntimeError: boom" in hook.warnings[0][1]
+
+
+# -- the pytest plugin: pytest --ctinstrument=PATTERN --------------------------------------
+
+PLUGIN = ["-p", "ctinstrument.pytest_plugin"]
+
+
+def plugin_pytest(root, options, extra=()):
+    return subprocess.run([sys.executable, "-m", "pytest", *PLUGIN, *options, *extra,
+                           *INNER_ARGS], cwd=root, capture_output=True, text=True,
+                          env=child_env(), timeout=300)
+
+
+def test_plugin_records_the_selection_with_assertion_rewriting_intact(project, tmp_path):
+    plain = plain_pytest(project)
+    trace = tmp_path / "trace"
+    recorded = plugin_pytest(project, ["--ctinstrument=mypkg", "--ctinstrument=tests",
+                                       "--ctinstrument-out", str(trace)])
+    assert_same_run_as_plain(recorded, plain)
+    events = load_events(trace)
+    names = set(function_names(events))
+    assert {"<tests.test_calc>", "test_fails", "<tests.conftest>", "check", "<mypkg>",
+            "f"} <= names
+    assert not [n for n in names if n.startswith("<pytest") or n.startswith("<_pytest")]
+    # Same line events as the oracle of the -m pytest run (the pytest session is the same).
+    launcher = tmp_path / "launcher" / "run_pytest.py"
+    launcher.parent.mkdir()
+    launcher.write_text("import os, sys\nimport pytest\nsys.path.insert(0, os.getcwd())\n"
+                        "sys.exit(pytest.main(%r))\n" % INNER_ARGS)
+    oracle = settrace_lines(launcher, project, cwd=project)
+    assert sorted(steps_by_thread(events, root=project).values()) == sorted(oracle.values())
+    metadata = json.loads((trace / "trace_metadata.json").read_text())
+    assert metadata["exit_code"] == 1  # pytest's exit status: tests failed
+    assert events[-1]["Return"]["return_value"]["i"] == 1
+    assert_conformant(trace)
+
+
+def test_plugin_without_its_option_records_nothing(project, tmp_path):
+    plain = plain_pytest(project)
+    run = plugin_pytest(project, [])
+    assert normalized(run.stdout) == normalized(plain.stdout)
+    assert not (project / "trace-out").exists()
+
+
+def test_plugin_usage_errors_are_pytest_usage_errors(project, tmp_path):
+    bad = plugin_pytest(project, ["--ctinstrument=mypkg:", "--ctinstrument-out",
+                                  str(tmp_path / "t")])
+    assert bad.returncode == 4  # pytest's "usage error" status
+    assert "ctinstrument: invalid function pattern 'mypkg:'" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    # Inside a run already recorded by python -m ctinstrument: refused, clearly.
+    nested = record("pytest", tmp_path / "outer", args=[*PLUGIN, "--ctinstrument=mypkg",
+                                                        *INNER_ARGS],
+                    options=["--include", "mypkg"], cwd=project, module=True)
+    assert nested.returncode == 4
+    assert "ctinstrument: ctinstrument is already recording this process" in nested.stderr
