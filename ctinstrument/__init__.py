@@ -4,6 +4,10 @@ See README.md for the command line.  The Python API (api.py): ``install_hook``, 
 ``start``, ``stop``, ``is_recording``; user mistakes raise ``UsageError``.  They are
 imported on first use, so that ``python -m ctinstrument`` sees the interpreter's modules as
 they were before it started.
+
+PYTEST_DONT_REWRITE: pytest marks the packages of its plugins (ours: pytest_plugin.py) for
+assertion rewriting and warns when one was imported before it, which ctinstrument always is
+under ``python -m ctinstrument -m pytest``; this marker tells pytest to leave it alone.
 """
 
 __version__ = "0.1.0"
