@@ -109,9 +109,8 @@ def install_hook(patterns=None, *, exclude=None, out_dir=None, paused=None, reda
     settings = resolve(given, os.getcwd(), frontend="api")
     include = split_patterns(settings["include"])
     excluded = split_patterns(settings["exclude"], allow_function=False)
-    out_dir = prepare_out_dir(settings["out_dir"])
     metadata = settings.as_metadata()
-    metadata["out_dir"] = out_dir
+    metadata["out_dir"] = os.path.abspath(settings["out_dir"])
     key = tuple((name, tuple(value) if isinstance(value, list) else value)
                 for name, value in sorted(metadata.items()) if name != "sources")
     existing = _sessions.current()
@@ -120,6 +119,9 @@ def install_hook(patterns=None, *, exclude=None, out_dir=None, paused=None, reda
             return _handle
         raise UsageError("ctinstrument is already recording this process into %s with "
                          "other options; uninstall that first" % existing.out_dir)
+    _sessions.check_no_session()  # before anything is created on disk
+    out_dir = prepare_out_dir(settings["out_dir"], option="out_dir")
+    metadata["out_dir"] = out_dir
     main = sys.modules.get("__main__")
     main_file = getattr(main, "__file__", None)
     program = os.path.abspath(main_file) if isinstance(main_file, str) else sys.executable
@@ -203,6 +205,12 @@ class record:
                 with record():
                     return await function(*args, **kwargs)
             return recorded_coroutine
+
+        if inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(function):
+            raise UsageError("record() cannot decorate the generator function %s: its body "
+                             "runs when it is iterated, after the call has returned; put "
+                             "'with ctinstrument.record():' around the iteration instead"
+                             % getattr(function, "__qualname__", function))
 
         @functools.wraps(function)
         def recorded(*args, **kwargs):

@@ -120,17 +120,23 @@ def bind(portable, registry, module_name, path):
                                                   module_id))
         else:
             raise InstrumentationError("unknown registration %r" % (what,))
-    return _replace_ids(portable.code, (None, functions, lines, stores), path)
+    return _replace_ids(portable.code, (None, functions, lines, stores), path, registry)
 
 
-def _replace_ids(code, real, path):
+def _replace_ids(code, real, path, registry):
     consts = []
+    function_id = None
     for const in code.co_consts:
         kind = type(const)
         if kind is int:
             if FUNCTION_BASE <= const < PORTABLE_END:
+                if const < LINE_BASE:
+                    function_id = const  # a code object's probes name only its own function
                 const = real[const >> SHIFT][const & (SPAN - 1)]
         elif kind is types.CodeType:
-            const = _replace_ids(const, real, path)
+            const = _replace_ids(const, real, path, registry)
         consts.append(const)
-    return code.replace(co_consts=tuple(consts), co_filename=path)
+    new = code.replace(co_consts=tuple(consts), co_filename=path)
+    if function_id is not None:
+        registry.code_bound(new, real[1][function_id - FUNCTION_BASE])
+    return new

@@ -175,20 +175,26 @@ def main(argv=None, preloaded=frozenset(), launcher_path_removed=False):
         main_module += ".__main__"  # a package runs its __main__ submodule
     metadata = settings.as_metadata()
     metadata["out_dir"] = out_dir
-    session = Session(out_dir, program, program_args, include, exclude, project_dir,
-                      main_module=main_module, redact=settings["redact"],
-                      redact_names=settings["redact_names"],
-                      capture_output=settings["capture_output"], paused=settings["paused"],
-                      settings=metadata, cache=settings["cache"],
-                      explain="all" if settings["debug"] else settings["explain"])
+    try:
+        session = Session(out_dir, program, program_args, include, exclude, project_dir,
+                          main_module=main_module, redact=settings["redact"],
+                          redact_names=settings["redact_names"],
+                          capture_output=settings["capture_output"],
+                          paused=settings["paused"], settings=metadata,
+                          cache=settings["cache"],
+                          explain="all" if settings["debug"] else settings["explain"])
+    except UsageError as exc:
+        _fail(str(exc))
     state = ExitState()
     atexit.register(_finish, session, state)
     session.install(finish_at_exit=False)
     forget_shadowed_modules(preloaded, project_dir)
     session.warn_already_imported()
     if script is not None:
-        session.hook.decisions["__main__"] = (True, "the program's main script")
-        code = session.hook.instrument(code, "__main__", program)
+        accepted, reason = session.selection.accepts_main_script(program)
+        session.hook.decisions["__main__"] = (accepted, reason)
+        if accepted:
+            code = session.hook.instrument(code, "__main__", program)
         run_script(code, script, program_args, state, session.recorder)
     else:
         run_module(parsed["module"], program_args, state, session.recorder)

@@ -39,9 +39,11 @@ from .isolation import PRIVATE_BUILTINS as __builtins__  # noqa: F401 (see isola
 
 _enabled = False
 _gated = False
-# One item per root frame on any thread's shadow stack (list.append/pop are atomic): while it
-# is empty, the gate of every probe is a check of two globals.
+# One item (its window) per root frame on any thread's shadow stack (list.append/remove are
+# atomic): while it is empty, the gate of every probe is a check of two globals.
 _roots_running = []
+# Recording windows ended so far; a shadow stack from an earlier window is emptied on use.
+_window = 0
 _recorder = None
 _sites = []
 _stores = []
@@ -70,7 +72,7 @@ _IMMUTABLE = frozenset({int, float, str, bytes, bool, complex, type(None), types
 class ThreadStack(list):
     """A thread's shadow frames; ``number`` names the thread in the trace."""
 
-    __slots__ = ("number", "roots")
+    __slots__ = ("number", "roots", "window")
 
 
 class ShadowFrame:
@@ -149,6 +151,7 @@ def new_thread_stack(number):
     stack = ThreadStack()
     stack.number = number
     stack.roots = 0
+    stack.window = _window
     return stack
 
 
@@ -170,6 +173,69 @@ def _thread_stack():
     _local.stack = stack
     _local.end = _ThreadEnd(stack.number)
     return stack
+
+
+def _stack():
+    """The calling thread's shadow stack (created on first use, emptied if it is from an
+    earlier recording window: the writer has ended those calls in the trace)."""
+    try:
+        stack = _local.stack
+    except AttributeError:
+        return _thread_stack()
+    if stack.window != _window:
+        _forget_frames(stack)
+    return stack
+
+
+def _forget_frames(stack):
+    del stack[1 if stack is _recorder.main_stack else 0:]
+    stack.roots = 0
+    stack.window = _window
+
+
+def _roots_here():
+    """Root frames on the calling thread's shadow stack (the gate, when some root runs)."""
+    stack = _getattr(_local, "stack", _NO_STACK)
+    if stack.window != _window:
+        _forget_frames(stack)
+    return stack.roots
+
+
+def end_window():
+    """A recording window ended (recording is off): every thread's shadow frames are
+    stale; each thread empties its stack when it next records (never another thread's)."""
+    global _window
+    _window += 1
+    del _roots_running[:]
+
+
+def reenter(frame):
+    """Enter again, as calls (outermost first), the instrumented frames on the stack of
+    ``frame``, which were running when a recording window opened: only from the outermost
+    activation root on when recording is gated."""
+    if not _enabled:
+        return
+    try:
+        codes = _recorder.code_functions
+        running = []
+        while frame is not None:
+            known = codes.get(id(frame.f_code))
+            if known is not None and known[0] is frame.f_code:
+                running.append((frame, known[1]))
+            frame = frame.f_back
+        stack = _stack()
+        for frame, fid in reversed(running):
+            function = _functions[fid]
+            if _gated and not stack.roots and not function[7]:
+                continue
+            variables = _locals_of(frame, fid)
+            arg_ids = tuple(v for v in function[1] if v in variables)
+            _enter(fid, arg_ids, tuple(variables[v] for v in arg_ids), (), frame.f_lineno, -1,
+                   variables)
+    except RecursionError:
+        pass
+    except Exception:
+        _recorder.probe_failed()
 
 
 def disable():
@@ -217,18 +283,16 @@ def _push(stack, frame):
     stack.append(frame)
     if frame.root:
         stack.roots += 1
-        _roots_running.append(None)
+        _roots_running.append(stack.window)
 
 
 def _pop(stack):
     if stack.pop().root:
         stack.roots -= 1
-        _roots_running.pop()
-
-
-def forget_roots():
-    """All shadow stacks were emptied (end of a recording window)."""
-    del _roots_running[:]
+        try:
+            _roots_running.remove(stack.window)
+        except ValueError:
+            pass  # emptied by end_window since
 
 
 def _resync(stack, fid, depth, thrown=None):
@@ -325,15 +389,12 @@ def _flush_pending(frame, number):
 
 
 def step(site):
-    if not _enabled or _gated and not (
-            _roots_running and _getattr(_local, "stack", _NO_STACK).roots):
+    if not _enabled or _gated and not (_roots_running and _roots_here()):
         return
     try:
+        window = _window
         fid, line, event, forced = _sites[site]
-        try:
-            stack = _local.stack
-        except AttributeError:
-            stack = _thread_stack()
+        stack = _stack()
         frame = stack[-1] if stack else None
         if frame is None or frame.function_id != fid:
             frame = _resync(stack, fid, 2)
@@ -341,7 +402,10 @@ def step(site):
             frame.line = line
             if frame.pending:
                 _flush_pending(frame, stack.number)
-            _append((stack.number, _snapshot(frame, event)))
+            snapshot = _snapshot(frame, event)
+            if window != _window:
+                return  # the window ended while this probe ran on this thread
+            _append((stack.number, snapshot))
             if len(_buffer) > _limit:
                 _recorder.flush()
         frame.site = site
@@ -353,22 +417,22 @@ def step(site):
 
 def _enter(fid, arg_ids, args, cells, line, site, variables):
     # Everything that can fail (even RecursionError near the limit) happens before the record
-    # is appended and the frame pushed, so the two stay together.
+    # is appended and the frame pushed, so the two stay together; nothing is appended if the
+    # recording window ended while this probe ran (a check then a C call: no thread switch).
+    window = _window
     encoded = [{"variable_id": v, "value": _recorder.redacted_value(v) if v in _redacted
                 else _encode(a)} for v, a in zip(arg_ids, args) if v >= 0]
     frame = _new_frame(fid, line, site, variables, cells)
     record = (_functions[fid][0], {"Call": {"function_id": fid, "args": encoded}})
-    try:
-        stack = _local.stack
-    except AttributeError:
-        stack = _thread_stack()
-    _append((stack.number, record))
-    _push(stack, frame)
+    stack = _stack()
+    if window == _window:
+        _append((stack.number, record))
+        _push(stack, frame)
 
 
 def call(fid, args, cells):
     if not _enabled or _gated and not (_functions[fid][7] or _roots_running
-                                       and _getattr(_local, "stack", _NO_STACK).roots):
+                                       and _roots_here()):
         return
     try:
         function = _functions[fid]
@@ -392,7 +456,7 @@ def resume(sent, fid, line, site):
     that frame (PITFALLS.md), the price of correct values in generators and coroutines.
     """
     if not _enabled or _gated and not (_functions[fid][7] or _roots_running
-                                       and _getattr(_local, "stack", _NO_STACK).roots):
+                                       and _roots_here()):
         return
     try:
         _enter(fid, (_sent_variable,), (sent,), (), line, site, _locals_of(_getframe(1), fid))
@@ -403,24 +467,23 @@ def resume(sent, fid, line, site):
 
 
 def _leave(value, fid):
+    window = _window  # as in _enter
     record = {"Return": {"return_value": _encode(value)}}
-    try:
-        stack = _local.stack
-    except AttributeError:
-        stack = _thread_stack()
+    stack = _stack()
     if not stack or stack[-1].function_id != fid:
         _resync(stack, fid, 3)
     if stack[-1].pending:
         _flush_pending(stack[-1], stack.number)
-    _pop(stack)
+    if window != _window:
+        return
     _append((stack.number, record))
+    _pop(stack)
     if len(_buffer) > _limit:
         _recorder.flush()
 
 
 def return_(value, fid):
-    if not _enabled or _gated and not (
-            _roots_running and _getattr(_local, "stack", _NO_STACK).roots):
+    if not _enabled or _gated and not (_roots_running and _roots_here()):
         return
     try:
         _leave(value, fid)
@@ -431,8 +494,7 @@ def return_(value, fid):
 
 
 def unwind(exception, fid):
-    if not _enabled or _gated and not (
-            _roots_running and _getattr(_local, "stack", _NO_STACK).roots):
+    if not _enabled or _gated and not (_roots_running and _roots_here()):
         return
     try:
         _leave(exception, fid)
@@ -443,8 +505,7 @@ def unwind(exception, fid):
 
 
 def yield_(value, fid, line):
-    if not _enabled or _gated and not (
-            _roots_running and _getattr(_local, "stack", _NO_STACK).roots):
+    if not _enabled or _gated and not (_roots_running and _roots_here()):
         return
     try:
         _yield_lines[fid] = line
@@ -456,10 +517,7 @@ def yield_(value, fid, line):
 
 
 def _current_frame(fid, thrown=None):
-    try:
-        stack = _local.stack
-    except AttributeError:
-        stack = _thread_stack()
+    stack = _stack()
     frame = stack[-1] if stack else None
     if frame is None or frame.function_id != fid:
         frame = _resync(stack, fid, 3, thrown)
@@ -485,8 +543,7 @@ def _assign(number, frame, vid, value):
 
 
 def store(value, site):
-    if not _enabled or _gated and not (
-            _roots_running and _getattr(_local, "stack", _NO_STACK).roots):
+    if not _enabled or _gated and not (_roots_running and _roots_here()):
         return
     try:
         fid, vid, namespace = _stores[site]
@@ -505,8 +562,7 @@ def store(value, site):
 
 
 def delete(site):
-    if not _enabled or _gated and not (
-            _roots_running and _getattr(_local, "stack", _NO_STACK).roots):
+    if not _enabled or _gated and not (_roots_running and _roots_here()):
         return
     try:
         fid, vid, namespace = _stores[site]
@@ -522,8 +578,7 @@ def delete(site):
 
 def mutate(target, fid):
     """``target`` is about to change in place (attribute, item or slice store or delete)."""
-    if not _enabled or _gated and not (
-            _roots_running and _getattr(_local, "stack", _NO_STACK).roots):
+    if not _enabled or _gated and not (_roots_running and _roots_here()):
         return
     try:
         _number, frame = _current_frame(fid)
@@ -551,8 +606,7 @@ def mutate(target, fid):
 def catch(exception, fid):
     """A handler of the frame is entered with ``exception`` (raised in this frame or
     propagated into it): an ``Event`` (TraceLogEvent) at the step that raised it."""
-    if not _enabled or _gated and not (
-            _roots_running and _getattr(_local, "stack", _NO_STACK).roots):
+    if not _enabled or _gated and not (_roots_running and _roots_here()):
         return
     try:
         number, _frame = _current_frame(fid, exception)
@@ -566,8 +620,7 @@ def catch(exception, fid):
 
 def save(site):
     """An inlined comprehension (3.12+) borrows a local: remember its value."""
-    if not _enabled or _gated and not (
-            _roots_running and _getattr(_local, "stack", _NO_STACK).roots):
+    if not _enabled or _gated and not (_roots_running and _roots_here()):
         return
     try:
         fid, vid, _namespace = _stores[site]
@@ -582,8 +635,7 @@ def save(site):
 
 def restore(site):
     """The comprehension gives the local back (possibly unbound)."""
-    if not _enabled or _gated and not (
-            _roots_running and _getattr(_local, "stack", _NO_STACK).roots):
+    if not _enabled or _gated and not (_roots_running and _roots_here()):
         return
     try:
         fid, vid, _namespace = _stores[site]

@@ -62,7 +62,8 @@ class Recorder(ProbeRegistry):
         self.redaction = redaction
         self._places = 0
         self.stacks = {}
-        self.writer = TraceWriter(out_dir)
+        self.main_thread = 1
+        self.writer = TraceWriter(out_dir, self.main_thread)
         self._lock = threading.RLock()
         self._paths = {}
         self._types = {}
@@ -70,7 +71,6 @@ class Recorder(ProbeRegistry):
         self.failures = 0
         self._warned = False
         self.finished = False
-        self.main_thread = 1
 
         self._function_paths = []
         self._module_names = {}
@@ -84,10 +84,15 @@ class Recorder(ProbeRegistry):
         self.intern_type(KIND_NONE, "None")
         self.encoder = ValueEncoder(self.intern_type, limits,
                                     redaction.is_secret if redaction is not None else None)
+        self.writer.lost_return = orjson.dumps(
+            {"Return": {"return_value": self.encoder.lost_frame_value()}})
+        # id(code object) -> (code object, function id), for frames running when a
+        # recording window opens (see probes.reenter).
+        self.code_functions = {}
         self.main_stack = probes.new_thread_stack(self.main_thread)
         self.main_stack.append(probes.ShadowFrame(TOPLEVEL_FUNCTION, -1, -1, {}, (), False))
         self.stacks[self.main_thread] = self.main_stack
-        self.buffer.append((self.main_thread, b'{"Call":{"function_id":0,"args":[]}}'))
+        self.buffer.append((self.main_thread, {"Call": {"function_id": 0, "args": []}}))
 
     # -- interning (the rewriter and the encoder call these) ------------------------------
 
@@ -132,7 +137,7 @@ class Recorder(ProbeRegistry):
             if kind == "module":
                 namespace = self.namespaces[fid] = {}
                 self._module_names[fid] = name[1:-1]
-            root = self.is_root is not None and self.is_root(
+            root = kind == "function" and self.is_root is not None and self.is_root(
                 self._module_names.get(module_id if module_id is not None else fid), path, name)
             self.buffer.append((None, data))
             self.functions.append((entry, arg_ids, cell_ids, kind, namespace,
@@ -143,6 +148,9 @@ class Recorder(ProbeRegistry):
     def function_path(self, fid):
         """The source path of function ``fid``."""
         return self.functions[fid][6]
+
+    def code_bound(self, code, function_id):
+        self.code_functions[id(code)] = (code, function_id)
 
     def line_site(self, function_id, line, forced):
         path_id = self._function_paths[function_id]
@@ -277,17 +285,6 @@ class Recorder(ProbeRegistry):
         self.buffer.append((self.main_thread,
                             {"Event": {"kind": EVENT_ERROR, "metadata": "", "content": text}}))
 
-    def _close_frames(self):
-        """A Return for every open frame except the top-level one (the lock is held)."""
-        for tid, stack in list(self.stacks.items()):
-            floor = 1 if tid == self.main_thread else 0
-            while len(stack) > floor:
-                stack.pop()
-                self.buffer.append((tid, {"Return": {
-                    "return_value": self.encoder.lost_frame_value()}}))
-            stack.roots = 0
-        probes.forget_roots()
-
     def _metadata(self):
         return {
             "workdir": self.workdir,
@@ -304,23 +301,26 @@ class Recorder(ProbeRegistry):
         }
 
     def pause(self):
-        """End a recording window: close the open frames (their later lines are not
-        recorded) and leave a complete, conformant trace directory on disk (the top-level
-        call stays open, which the format allows), which ``resume`` continues."""
+        """End a recording window: the open calls end in the trace (the writer closes them,
+        and every thread's shadow stack is emptied when it next records), and a complete,
+        conformant trace directory is left on disk (the top-level call stays open, which the
+        format allows), which ``resume`` continues."""
         if self.finished or self.paused:
             return
         probes.disable()
         with self._lock:
             self.paused = True
-            self._close_frames()
+            probes.end_window()
             self.flush()
             metadata = self._metadata()
             metadata["paused"] = True
             self.writer.checkpoint(metadata, list(self._paths))
 
-    def resume(self):
-        """Start a new recording window in the same trace after ``pause``.  Frames already
-        running appear as calls when their next line runs."""
+    def resume(self, frame=None):
+        """Start a new recording window in the same trace after ``pause``.  The
+        instrumented frames on the stack of ``frame`` (the caller of ``start()``) are
+        entered again as calls, outermost first; other frames already running appear as
+        calls when their next line runs."""
         if self.finished or not self.paused:
             return
         with self._lock:
@@ -328,6 +328,8 @@ class Recorder(ProbeRegistry):
             self.paused = False
             self.windows += 1
         probes.enable()
+        if frame is not None:
+            probes.reenter(frame)
 
     def finish(self, exit_code):
         """Close every open call, end the top-level call with ``exit_code`` (None when it is
@@ -339,14 +341,16 @@ class Recorder(ProbeRegistry):
         with self._lock:
             if self.paused:
                 self.writer.reopen()
-            self._close_frames()
-            code = exit_code if isinstance(exit_code, int) or exit_code is None else 1
-            self.buffer.append((self.main_thread, {"Return": {
-                "return_value": self.encoder.encode(code)}}))
+            probes.end_window()
+            # An int subclass (pytest's ExitCode) becomes its plain value, without user code.
+            code = (int.__int__(exit_code) if isinstance(exit_code, int)
+                    else None if exit_code is None else 1)
+            # Encoded before the flush: it may define a type (a big exit status).
+            toplevel_return = {"Return": {"return_value": self.encoder.encode(code)}}
             self.flush()
             metadata = self._metadata()
             metadata["exit_code"] = code
-            self.writer.close(metadata, list(self._paths))
+            self.writer.close(metadata, list(self._paths), toplevel_return)
 
     # -- crash safety and program input/output --------------------------------------------
 

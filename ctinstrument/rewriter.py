@@ -86,6 +86,9 @@ class ProbeRegistry:
         """Return the site id of stores to variable ``name`` in this code object."""
         raise NotImplementedError
 
+    def code_bound(self, code, function_id):
+        """``code`` is the final (bound) code object of function ``function_id``."""
+
 
 def argument_names(code):
     """Names of the parameters of ``code`` in signature order (positional, *args, kw-only,

@@ -73,6 +73,8 @@ class Pattern:
 
 def parse_pattern(text, allow_function=True):
     """A ``Pattern`` from ``text``; raises UsageError naming ``text`` if it is not one."""
+    if text.count("[") != text.count("]"):
+        raise UsageError("invalid pattern %r: unbalanced [ ] in a glob" % text)
     where, colon, qualname = text.rpartition(":") if ":" in text else (text, "", None)
     if colon:
         if not allow_function:
@@ -129,6 +131,13 @@ class Selection:
         self.include = list(include)
         self.exclude = list(exclude)
         self.roots = [p for p in self.include if p.qualname is not None]
+        self.matched_roots = set()  # texts of the root patterns that matched a function
+        for root in self.roots:
+            for pattern in self.exclude:
+                if root.path is None and pattern.matches_module(root.module, None) or (
+                        root.path is not None and pattern.matches_module("", root.path)):
+                    raise UsageError("activation root %r is in a module excluded by %r"
+                                     % (root.text, pattern.text))
         # The module run as __main__ (-m) is recorded whatever the patterns say.
         self.main_module = main_module
         self.project_dir = os.path.realpath(project_dir) if project_dir else None
@@ -149,14 +158,14 @@ class Selection:
 
         None means "depends on where the file is" (path patterns, project mode).
         """
-        if name == self.main_module:
-            return True, "the program's main module"
         root = name.partition(".")[0]
         if root in _NEVER:
             return False, "part of ctinstrument or its dependencies"
         for pattern in self.exclude:
             if pattern.module is not None and pattern.matches_module(name, None):
                 return False, "excluded by %s" % pattern.text
+        if name == self.main_module:
+            return True, "the program's main module"
         if self._by_path:
             return None, "depends on the file"
         if self.include:
@@ -175,6 +184,8 @@ class Selection:
         for pattern in self.exclude:
             if pattern.matches_module(name, real):
                 return False, "excluded by %s" % pattern.text
+        if name == self.main_module:
+            return True, "the program's main module"
         if self.include:
             for pattern in self.include:
                 if pattern.matches_module(name, real):
@@ -188,10 +199,28 @@ class Selection:
             return True, "in the project directory %s" % self.project_dir
         return False, "outside the project directory %s" % self.project_dir
 
+    def accepts_main_script(self, path):
+        """Decision for the main script (module ``__main__``, file ``path``): recorded
+        unless an exclude pattern names it; (bool, reason)."""
+        real = os.path.realpath(path)
+        for pattern in self.exclude:
+            if pattern.matches_module("__main__", real):
+                return False, "excluded by %s" % pattern.text
+        return True, "the program's main script"
+
     def is_root(self, module_name, origin, qualname):
         """Whether function ``qualname`` of module ``module_name`` (source file ``origin``)
         is an activation root."""
         if not self.roots or module_name is None:
             return False
         real = os.path.realpath(origin) if origin else None
-        return any(p.matches_function(module_name, real, qualname) for p in self.roots)
+        matched = False
+        for pattern in self.roots:
+            if pattern.matches_function(module_name, real, qualname):
+                self.matched_roots.add(pattern.text)
+                matched = True
+        return matched
+
+    def unmatched_roots(self):
+        """Texts of the root patterns that matched no function instrumented so far."""
+        return [p.text for p in self.roots if p.text not in self.matched_roots]

@@ -31,7 +31,7 @@ def current():
     return session if session is not None and not session.finished else None
 
 
-def _check_no_session():
+def check_no_session():
     """Raise UsageError if this process has (or had) a session: before a new one touches
     any file, so a finished trace is never overwritten."""
     if current() is not None:
@@ -59,7 +59,7 @@ class Session:
     def __init__(self, out_dir, program, args, include=(), exclude=(), project_dir=None,
                  main_module=None, redact=True, redact_names=(), capture_output=True,
                  paused=False, settings=None, explain=False, cache=True):
-        _check_no_session()
+        check_no_session()
         self.selection = Selection(include, exclude, project_dir, main_module=main_module)
         self.recorder = Recorder(
             out_dir, program, args, redaction=Redaction(redact_names) if redact else None,
@@ -84,7 +84,7 @@ class Session:
         """
         global _current
         with _lock:
-            _check_no_session()
+            check_no_session()
             _current = self
         recorder = self.recorder
         self.hook.install()
@@ -124,7 +124,7 @@ class Session:
     def start(self):
         """Switch recording on (a new window in the same trace)."""
         if not self.finished:
-            self.recorder.resume()
+            self.recorder.resume(sys._getframe(1))
 
     def stop(self):
         """Switch recording off and leave a complete trace on disk (``start`` continues it)."""
@@ -146,6 +146,13 @@ class Session:
         decisions = _explain.imported_decisions(self.hook.decisions)
         self.recorder.extra_metadata["selection"]["decisions"] = _explain.counts(decisions)
         self.recorder.finish(exit_code)
+        for text in self.selection.unmatched_roots():
+            self.recorder.warn("warning: activation root %s matched no function of an "
+                               "instrumented module" % text)
+        if not self.recorder.writer.steps_written:
+            self.recorder.warn("warning: nothing was recorded (no instrumented line ran "
+                               "while recording was on); --explain shows what was "
+                               "instrumented")
         self.hook.uninstall()
         for installed in self._installed:
             installed.uninstall()

@@ -6,6 +6,12 @@ closing ``]``.  A run killed before ``close`` leaves every flushed line readable
 whose events are pre-encoded bytes or orjson-ready objects; it inserts
 ``ThreadStart``/``ThreadSwitch`` when consecutive records come from different threads.  It
 never touches Python objects of the program.
+
+The writer also keeps calls and returns balanced, whatever reaches it: it counts each
+thread's open calls as it writes them, drops a ``Return`` that has no open call to end (a
+probe that was still running on another thread when a recording window closed), and on
+``checkpoint``/``close`` ends every open call with ``lost_return`` (the main thread's
+top-level call stays open at a checkpoint, which the format allows).
 """
 
 import os
@@ -17,11 +23,12 @@ from .errors import UsageError
 from .isolation import PRIVATE_BUILTINS as __builtins__  # noqa: F401 (see isolation.py)
 
 
-def prepare_out_dir(path):
-    """Create ``path`` if needed and check it can hold a trace; raises UsageError otherwise."""
+def prepare_out_dir(path, option="--out-dir"):
+    """Create ``path`` if needed and check it can hold a trace; returns it absolute.
+    Raises UsageError (naming ``option``, the setting it came from) otherwise."""
     path = os.path.abspath(path)
     if os.path.exists(path) and not os.path.isdir(path):
-        raise UsageError("--out-dir %s exists and is not a directory" % path)
+        raise UsageError("%s %s exists and is not a directory" % (option, path))
     try:
         os.makedirs(path, exist_ok=True)
         probe = os.path.join(path, ".ctinstrument-write-test")
@@ -34,13 +41,22 @@ def prepare_out_dir(path):
 
 
 class TraceWriter:
-    """Streams events into ``out_dir/trace.json`` and writes the other files on ``close``."""
+    """Streams events into ``out_dir/trace.json`` and writes the other files on ``close``.
 
-    def __init__(self, out_dir):
+    ``main_thread``: the thread number whose first call is the top-level one;
+    ``lost_return`` (set it before the first checkpoint): the ``Return`` event (bytes) that
+    ends a call the recorder lost track of.
+    """
+
+    def __init__(self, out_dir, main_thread=1):
         self.out_dir = out_dir
         self.events_written = 0
         self._thread_numbers = set()
         self._last_thread = None
+        self._main_thread = main_thread
+        self.lost_return = None
+        self._open_calls = {}  # thread number -> calls written and not yet returned
+        self.steps_written = False
         self._file = open(os.path.join(out_dir, "trace.json"), "wb")
         self._file.write(b"[\n")
         self._first = True
@@ -54,19 +70,54 @@ class TraceWriter:
         """
         lines = []
         dumps = orjson.dumps
-        numbers = self._thread_numbers
+        open_calls = self._open_calls
         for thread, event in records:
+            cls = event.__class__
+            if cls is dict:
+                if "Return" in event:
+                    depth = open_calls.get(thread, 0)
+                    if depth <= (1 if thread == self._main_thread else 0):
+                        continue  # no open call to end (see the module docstring)
+                    open_calls[thread] = depth - 1
+                elif "Call" in event:
+                    open_calls[thread] = open_calls.get(thread, 0) + 1
             if thread is not None and thread != self._last_thread:
-                if thread in numbers:
-                    lines.append(b'{"ThreadSwitch":%d}' % thread)
-                else:
-                    numbers.add(thread)
-                    lines.append(b'{"ThreadStart":%d}' % thread)
-                self._last_thread = thread
-            if event.__class__ is tuple:
-                lines.extend(part if part.__class__ is bytes else dumps(part) for part in event)
+                self._switch_to(thread, lines)
+            if cls is tuple:
+                if not self.steps_written and event[0][:8] == b'{"Step":':
+                    self.steps_written = True  # a snapshot or an entry step starts so
+                for part in event:
+                    if part.__class__ is bytes:
+                        lines.append(part)
+                    else:
+                        if "Call" in part:
+                            open_calls[thread] = open_calls.get(thread, 0) + 1
+                        lines.append(dumps(part))
             else:
-                lines.append(event if event.__class__ is bytes else dumps(event))
+                lines.append(event if cls is bytes else dumps(event))
+        self._write_lines(lines)
+
+    def _switch_to(self, thread, lines):
+        if thread in self._thread_numbers:
+            lines.append(b'{"ThreadSwitch":%d}' % thread)
+        else:
+            self._thread_numbers.add(thread)
+            lines.append(b'{"ThreadStart":%d}' % thread)
+        self._last_thread = thread
+
+    def _end_open_calls(self):
+        """A ``lost_return`` for every open call (the main thread's top-level one aside)."""
+        lines = []
+        for thread, depth in self._open_calls.items():
+            floor = 1 if thread == self._main_thread else 0
+            if depth > floor:
+                if thread != self._last_thread:
+                    self._switch_to(thread, lines)
+                lines.extend([self.lost_return] * (depth - floor))
+                self._open_calls[thread] = floor
+        self._write_lines(lines)
+
+    def _write_lines(self, lines):
         if not lines:
             return
         prefix = b"" if self._first else b",\n"
@@ -87,15 +138,26 @@ class TraceWriter:
         except OSError:
             pass
 
-    def close(self, metadata, paths):
-        """Finish ``trace.json`` and write ``trace_metadata.json`` and ``trace_paths.json``."""
+    def close(self, metadata, paths, toplevel_return):
+        """End every open call, then the top-level one with ``toplevel_return`` (an event),
+        finish ``trace.json`` and write ``trace_metadata.json`` and ``trace_paths.json``."""
+        self._end_open_calls()
+        if self._open_calls.get(self._main_thread):
+            self._open_calls[self._main_thread] = 0
+            lines = []
+            if self._last_thread != self._main_thread:
+                self._switch_to(self._main_thread, lines)
+            lines.append(orjson.dumps(toplevel_return))
+            self._write_lines(lines)
         self.checkpoint(metadata, paths)
         self._file.close()
 
     def checkpoint(self, metadata, paths):
-        """Make the directory a complete trace now: close the JSON array of ``trace.json``
-        and write ``trace_paths.json`` and ``trace_metadata.json`` (``metadata`` a dict,
-        ``paths`` the Path payloads in order).  ``reopen`` continues the same trace."""
+        """Make the directory a complete trace now: end the open calls, close the JSON
+        array of ``trace.json`` and write ``trace_paths.json`` and ``trace_metadata.json``
+        (``metadata`` a dict, ``paths`` the Path payloads in order).  ``reopen`` continues
+        the same trace (the calls ended here stay ended)."""
+        self._end_open_calls()
         self._tail = self._file.tell()
         self._file.write(b"\n]\n")
         self._file.flush()

@@ -64,7 +64,7 @@ with ctinstrument.install_hook("mod", out_dir=sys.argv[1]) as handle:
     print(mod.f(1), ctinstrument.is_recording())
 print(mod.f(2), ctinstrument.is_recording(), repr(handle).endswith("finished>"))
 handle.uninstall()
-for attempt in (lambda: ctinstrument.install_hook("mod", out_dir=sys.argv[1]),
+for attempt in (lambda: ctinstrument.install_hook("mod", out_dir=sys.argv[1] + "-new"),
                 ctinstrument.start, ctinstrument.stop, lambda: ctinstrument.record().__enter__(),
                 lambda: ctinstrument.install_hook("mod:", out_dir=sys.argv[1])):
     try:
@@ -91,6 +91,7 @@ def test_handle_context_manager_uninstalls_and_errors_are_clear(tmp_path):
                         "MODULE:QUALNAME such as app.billing:Invoice.total or app.jobs:*) (from "
                         "install_hook(patterns=...))")
     assert len(lines) == 7
+    assert not (tmp_path / "trace-new").exists()  # refused before creating anything
     assert_conformant(trace)
     _functions, calls = functions_and_calls(load_events(trace))
     assert calls == ["<toplevel>", "<mod>", "f"]  # f(2) ran after uninstall

@@ -196,6 +196,7 @@ def test_pattern_kinds_select_modules(options, expected, tmp_path):
     ("-i", "sh op", "invalid pattern 'sh op'"),
     ("-i", "./no/such/dir", "invalid pattern './no/such/dir': no such file or directory"),
     ("--exclude", "shop:main", "function patterns can only be included"),
+    ("-i", "shop:f[", "invalid pattern 'shop:f[': unbalanced [ ] in a glob"),
 ])
 def test_invalid_pattern_is_a_clear_error(option, pattern, message, tmp_path):
     script = _make_packages(tmp_path)
@@ -205,3 +206,46 @@ def test_invalid_pattern_is_a_clear_error(option, pattern, message, tmp_path):
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert result.stdout == ""
+
+
+def test_function_globs_match_functions_only_and_main_can_be_excluded(tmp_path):
+    app = tmp_path / "app"
+    app.mkdir()
+    write_program(app, "def helper(x):\n    y = x * 2\n    return y\n", "helper.py")
+    script = write_program(app, "import helper\n\n\nclass K:\n    z = helper.helper(10)\n\n"
+                                "    def meth(self):\n        return helper.helper(2)\n\n\n"
+                                "def a():\n    return helper.helper(1)\n\n\n"
+                                "print(helper.helper(5), a(), K().meth())\n")
+    trace = tmp_path / "trace"
+    recorded = record(script, trace, options=["-i", "helper,__main__:*"], cwd=app)
+    assert recorded.returncode == 0, recorded.stderr
+    assert recorded.stdout == "10 2 4\n"
+    assert_conformant(trace)
+    _functions, calls = functions_and_calls(load_events(trace))
+    # Module and class bodies are not roots: only a(), K.meth() and what they call.
+    assert calls == ["<toplevel>", "a", "helper", "K.meth", "helper"]
+
+    excluded = tmp_path / "excluded"
+    recorded = record(script, excluded, options=["-i", "helper", "--exclude", "__main__"],
+                      cwd=app)
+    assert recorded.returncode == 0, recorded.stderr
+    functions, calls = functions_and_calls(load_events(excluded))
+    assert "<__main__>" not in functions and calls.count("helper") == 4
+
+
+def test_roots_that_cannot_fire_are_reported(tmp_path):
+    app = tmp_path / "app"
+    app.mkdir()
+    write_program(app, "def helper(x):\n    return x\n", "helper.py")
+    script = write_program(app, "import helper\nprint(helper.helper(3))\n")
+    excluded = record(script, tmp_path / "t1", options=["-i", "helper:helper", "--exclude",
+                                                        "helper"], cwd=app)
+    assert excluded.returncode == 2
+    assert excluded.stderr == ("ctinstrument: error: activation root 'helper:helper' is in "
+                               "a module excluded by 'helper'\n")
+    unmatched = record(script, tmp_path / "t2", options=["-i", "helper:nosuch"], cwd=app)
+    assert unmatched.returncode == 0 and unmatched.stdout == "3\n"
+    assert unmatched.stderr == (
+        "ctinstrument: warning: activation root helper:nosuch matched no function of an "
+        "instrumented module\nctinstrument: warning: nothing was recorded (no instrumented "
+        "line ran while recording was on); --explain shows what was instrumented\n")

@@ -133,3 +133,114 @@ def test_cli_program_stopping_at_once_records_nothing_after(tmp_path):
     assert [line for _path, line in steps[1]] == [1, 2]
     _functions, calls = functions_and_calls(load_events(trace))
     assert calls == ["<toplevel>", "<__main__>"]
+
+
+THREADS = '''\
+import shutil
+import sys
+import threading
+import time
+
+import ctinstrument
+
+handle = ctinstrument.install_hook(["mod"], out_dir=sys.argv[1])
+import mod  # noqa: E402
+
+running = True
+
+
+def worker():
+    while running:
+        for i in range(20):
+            mod.f(i)
+
+
+workers = [threading.Thread(target=worker) for _ in range(3)]
+for thread in workers:
+    thread.start()
+for cycle in range(8):
+    time.sleep(0.01)
+    ctinstrument.stop()
+    shutil.copytree(sys.argv[1], "%s-%d" % (sys.argv[1], cycle))
+    ctinstrument.start()
+running = False
+for thread in workers:
+    thread.join()
+handle.uninstall()
+print("done")
+'''
+
+
+def test_windows_closed_while_other_threads_record_stay_conformant(tmp_path):
+    app = tmp_path / "app"
+    app.mkdir()
+    write_program(app, MOD, "mod.py")
+    script = write_program(app, THREADS, "main.py")
+    trace = tmp_path / "trace"
+    result = run_plain(script, args=[str(trace)], cwd=app)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "done\n"
+    assert result.stderr == ""  # no probe failure was reported
+    for directory in [trace] + [tmp_path / ("trace-%d" % cycle) for cycle in range(8)]:
+        assert_conformant(directory)
+        _functions, calls = functions_and_calls(load_events(directory))
+        assert calls.count("f") > 0
+
+
+ROOT_RUNNING = '''\
+import sys
+
+import ctinstrument
+
+handle = ctinstrument.install_hook(["mod2", "mod2:root"], out_dir=sys.argv[1], paused=True)
+import mod2  # noqa: E402
+
+print(mod2.root(), mod2.leaf(10))
+handle.uninstall()
+'''
+
+MOD2 = '''\
+import ctinstrument
+
+
+def leaf(v):
+    return v + 1
+
+
+def root():
+    ctinstrument.start()
+    a = leaf(1)
+    ctinstrument.stop()
+    b = leaf(2)
+    ctinstrument.start()
+    c = leaf(3)
+    return a + b + c
+'''
+
+
+def test_start_inside_a_running_root_records_from_there(tmp_path):
+    app = tmp_path / "app"
+    app.mkdir()
+    write_program(app, MOD2, "mod2.py")
+    script = write_program(app, ROOT_RUNNING, "main.py")
+    trace = tmp_path / "trace"
+    result = run_plain(script, args=[str(trace)], cwd=app)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "9 11\n"
+    assert_conformant(trace)
+    events = load_events(trace)
+    _functions, calls = functions_and_calls(events)
+    # root() is entered again at each start(); leaf(2) ran while off, leaf(10) outside root.
+    assert calls == ["<toplevel>", "root", "leaf", "root", "leaf"]
+    steps = steps_by_thread(events)
+    assert [line for _path, line in steps[1]] == [10, 5, 11, 14, 5, 15]
+
+
+def test_record_refuses_to_decorate_a_generator_function(tmp_path):
+    script = write_program(tmp_path, "import ctinstrument\ntry:\n"
+                                     "    @ctinstrument.record()\n    def g():\n"
+                                     "        yield 1\nexcept ctinstrument.UsageError as exc:\n"
+                                     "    print(exc)\n")
+    result = run_plain(script, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("record() cannot decorate the generator function g: ")
