@@ -52,13 +52,19 @@ print(work(1), ctinstrument.is_recording())
 '''
 
 
-def test_windows_record_exactly_the_lines_inside_them(tmp_path):
+def _app(tmp_path, program, module_name="mod.py", module=MOD):
+    """``tmp_path/app`` with ``module`` and ``program`` (main.py); returns main.py's path."""
     app = tmp_path / "app"
     app.mkdir()
-    write_program(app, MOD, "mod.py")
-    script = write_program(app, WINDOWS, "main.py")
+    write_program(app, module, module_name)
+    return write_program(app, program, "main.py")
+
+
+def test_windows_record_exactly_the_lines_inside_them(tmp_path):
+    script = _app(tmp_path, WINDOWS)
+    app = script.parent
     trace = tmp_path / "trace"
-    recorded = record(script, trace, options=["-i", "mod"], cwd=app)
+    recorded = record(script, trace, options=["-i", "mod"], cwd=script.parent)
     assert recorded.returncode == 0, recorded.stderr
     assert recorded.stdout == "False\n2 True\n"
     assert_conformant(trace)
@@ -94,12 +100,9 @@ print(mod.f(4))
 
 
 def test_stop_leaves_a_complete_trace_each_time(tmp_path):
-    app = tmp_path / "app"
-    app.mkdir()
-    write_program(app, MOD, "mod.py")
-    script = write_program(app, SNAPSHOTS, "main.py")
+    script = _app(tmp_path, SNAPSHOTS)
     trace, first, second = tmp_path / "trace", tmp_path / "first", tmp_path / "second"
-    result = run_plain(script, args=[str(trace), str(first), str(second)], cwd=app)
+    result = run_plain(script, args=[str(trace), str(first), str(second)], cwd=script.parent)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "4\n6\n8\n10\n"
     returns = {}
@@ -120,13 +123,10 @@ def test_stop_leaves_a_complete_trace_each_time(tmp_path):
 
 
 def test_cli_program_stopping_at_once_records_nothing_after(tmp_path):
-    app = tmp_path / "app"
-    app.mkdir()
-    write_program(app, MOD, "mod.py")
-    script = write_program(app, "import ctinstrument\nctinstrument.stop()\nimport mod\n"
-                                "print(mod.f(1))\n", "main.py")
+    script = _app(tmp_path, "import ctinstrument\nctinstrument.stop()\nimport mod\n"
+                            "print(mod.f(1))\n")
     trace = tmp_path / "trace"
-    recorded = record(script, trace, options=["-i", "mod"], cwd=app)
+    recorded = record(script, trace, options=["-i", "mod"], cwd=script.parent)
     assert recorded.returncode == 0, recorded.stderr
     assert_conformant(trace)
     steps = steps_by_thread(load_events(trace))
@@ -172,12 +172,9 @@ print("done")
 
 
 def test_windows_closed_while_other_threads_record_stay_conformant(tmp_path):
-    app = tmp_path / "app"
-    app.mkdir()
-    write_program(app, MOD, "mod.py")
-    script = write_program(app, THREADS, "main.py")
+    script = _app(tmp_path, THREADS)
     trace = tmp_path / "trace"
-    result = run_plain(script, args=[str(trace)], cwd=app)
+    result = run_plain(script, args=[str(trace)], cwd=script.parent)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "done\n"
     assert result.stderr == ""  # no probe failure was reported
@@ -219,12 +216,9 @@ def root():
 
 
 def test_start_inside_a_running_root_records_from_there(tmp_path):
-    app = tmp_path / "app"
-    app.mkdir()
-    write_program(app, MOD2, "mod2.py")
-    script = write_program(app, ROOT_RUNNING, "main.py")
+    script = _app(tmp_path, ROOT_RUNNING, "mod2.py", MOD2)
     trace = tmp_path / "trace"
-    result = run_plain(script, args=[str(trace)], cwd=app)
+    result = run_plain(script, args=[str(trace)], cwd=script.parent)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "9 11\n"
     assert_conformant(trace)
