@@ -6,7 +6,6 @@ body has a ``Function`` record); what a root records is compared with the interp
 (settrace_driver.py, ORACLE_ROOTS)."""
 
 import os
-import shutil
 
 import pytest
 
