@@ -286,7 +286,7 @@ def resolve(given, start_dir, frontend="cli", environ=None):
         where = (max(option.flags, key=len) if frontend == "cli"
                  else "install_hook(%s=...)" % option.api)
         if option.kind == BOOL:
-            value = bool(value)
+            value = _check(option, value, where)
         elif option.kind == LIST:
             if not isinstance(value, (str, list)) and hasattr(value, "__iter__"):
                 value = list(value)

@@ -305,10 +305,10 @@ class Recorder(ProbeRegistry):
         and every thread's shadow stack is emptied when it next records), and a complete,
         conformant trace directory is left on disk (the top-level call stays open, which the
         format allows), which ``resume`` continues."""
-        if self.finished or self.paused:
-            return
-        probes.disable()
-        with self._lock:
+        with self._lock:  # threads may start and stop concurrently
+            if self.finished or self.paused:
+                return
+            probes.disable()
             self.paused = True
             probes.end_window()
             self.flush()
@@ -321,13 +321,13 @@ class Recorder(ProbeRegistry):
         instrumented frames on the stack of ``frame`` (the caller of ``start()``) are
         entered again as calls, outermost first; other frames already running appear as
         calls when their next line runs."""
-        if self.finished or not self.paused:
-            return
         with self._lock:
+            if self.finished or not self.paused:
+                return
             self.writer.reopen()
             self.paused = False
             self.windows += 1
-        probes.enable()
+            probes.enable()
         if frame is not None:
             probes.reenter(frame)
 

@@ -158,14 +158,13 @@ class Selection:
 
         None means "depends on where the file is" (path patterns, project mode).
         """
-        root = name.partition(".")[0]
-        if root in _NEVER:
-            return False, "part of ctinstrument or its dependencies"
         for pattern in self.exclude:
             if pattern.module is not None and pattern.matches_module(name, None):
                 return False, "excluded by %s" % pattern.text
         if name == self.main_module:
             return True, "the program's main module"
+        if name.partition(".")[0] in _NEVER:
+            return False, "part of ctinstrument or its dependencies"
         if self._by_path:
             return None, "depends on the file"
         if self.include:

@@ -66,7 +66,8 @@ print(mod.f(2), ctinstrument.is_recording(), repr(handle).endswith("finished>"))
 handle.uninstall()
 for attempt in (lambda: ctinstrument.install_hook("mod", out_dir=sys.argv[1] + "-new"),
                 ctinstrument.start, ctinstrument.stop, lambda: ctinstrument.record().__enter__(),
-                lambda: ctinstrument.install_hook("mod:", out_dir=sys.argv[1])):
+                lambda: ctinstrument.install_hook("mod:", out_dir=sys.argv[1]),
+                lambda: ctinstrument.install_hook("mod", paused="no")):
     try:
         attempt()
     except ctinstrument.UsageError as exc:
@@ -90,7 +91,8 @@ def test_handle_context_manager_uninstalls_and_errors_are_clear(tmp_path):
     assert lines[6] == ("UsageError: invalid function pattern 'mod:' (expected "
                         "MODULE:QUALNAME such as app.billing:Invoice.total or app.jobs:*) (from "
                         "install_hook(patterns=...))")
-    assert len(lines) == 7
+    assert lines[7] == "UsageError: install_hook(paused=...) must be true or false, not 'no'"
+    assert len(lines) == 8
     assert not (tmp_path / "trace-new").exists()  # refused before creating anything
     assert_conformant(trace)
     _functions, calls = functions_and_calls(load_events(trace))
