@@ -74,7 +74,6 @@ class Session:
         self.paused = paused
         self.explain = explain
         self.finished = False
-        self.exit_code = None
         self._installed = []
 
     def install(self, finish_at_exit=True):
@@ -142,7 +141,6 @@ class Session:
         if self.finished:
             return
         self.finished = True
-        self.exit_code = exit_code
         decisions = _explain.imported_decisions(self.hook.decisions)
         self.recorder.extra_metadata["selection"]["decisions"] = _explain.counts(decisions)
         self.recorder.finish(exit_code)
