@@ -34,6 +34,9 @@ NO_LINE_RESETS_LINE = VERSION == (3, 10) or VERSION >= (3, 12)
 # at its last yield's line, which is not reported again; 3.13 reports it again, and on 3.10
 # an unseen resume may also be a ``yield from`` resume, which starts afresh.
 UNSEEN_RESUME_KEEPS_LINE = (3, 11) <= VERSION < (3, 13)
+# 3.10: YIELD_FROM (also ``await``) suspends and resumes its frame without any probe, so a
+# shadow frame may stand for a frame that is suspended (probes check the real stack).
+UNPROBED_DELEGATION = VERSION < (3, 11)
 # Recursion depth a probe call takes from its caller (3.10/3.11 also count the C levels of
 # the call); measured so that a recursing program fails at the same depth as a plain run
 # (tests/test_semantics.py).

@@ -34,7 +34,7 @@ import types
 import orjson
 
 from . import rewriter
-from .instructions import UNSEEN_RESUME_KEEPS_LINE
+from .instructions import UNPROBED_DELEGATION, UNSEEN_RESUME_KEEPS_LINE
 from .isolation import PRIVATE_BUILTINS as __builtins__  # noqa: F401 (see isolation.py)
 
 _enabled = False
@@ -201,6 +201,36 @@ def _roots_here():
     return stack.roots
 
 
+class Unrecorded(Exception):
+    """Raised inside a probe whose frame turned out to run outside every activation root;
+    the recorder ignores it (see _outside_roots)."""
+
+
+def _root_is_live(frame):
+    """Whether a frame of an activation root is ``frame`` or one of its callers."""
+    codes = _recorder.code_functions
+    while frame is not None:
+        known = codes.get(id(frame.f_code))
+        if known is not None and known[0] is frame.f_code and _functions[known[1]][7]:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _outside_roots(stack, fid, frame):
+    """On 3.10 (UNPROBED_DELEGATION), before a non-root frame ``frame`` gets a new Call in
+    gated mode: if no root is on the real stack, the root shadow frames are of generators
+    or coroutines suspended in ``yield from``/``await``: they end here (a Return each, as a
+    yield would be) and the caller must not record.  Returns whether that happened."""
+    if _functions[fid][7] or _root_is_live(frame):
+        return False
+    floor = 1 if stack is _recorder.main_stack else 0
+    while len(stack) > floor and stack.roots:
+        _pop(stack)
+        _append((stack.number, _lost_return))
+    return True
+
+
 def end_window():
     """A recording window ended (recording is off): every thread's shadow frames are
     stale; each thread empties its stack when it next records (never another thread's)."""
@@ -311,6 +341,8 @@ def _resync(stack, fid, depth, thrown=None):
                 _pop(stack)
                 _append((number, _lost_return))
             return stack[index]
+    if UNPROBED_DELEGATION and _gated and _outside_roots(stack, fid, _getframe(depth)):
+        raise Unrecorded
     if thrown is None:
         thrown = sys.exc_info()[1]
     args = [] if thrown is None else [{"variable_id": _recorder.variable_id("<thrown>"),
@@ -389,7 +421,9 @@ def _flush_pending(frame, number):
 
 
 def step(site):
-    if not _enabled or _gated and not (_roots_running and _roots_here()):
+    # On 3.10 a root's own lines always count: its frame may resume unseen (YIELD_FROM).
+    if not _enabled or _gated and not (_roots_running and _roots_here()) and not (
+            UNPROBED_DELEGATION and _functions[_sites[site][0]][7]):
         return
     try:
         window = _window
@@ -435,6 +469,8 @@ def call(fid, args, cells):
                                        and _roots_here()):
         return
     try:
+        if UNPROBED_DELEGATION and _gated and _outside_roots(_stack(), fid, _getframe(1)):
+            return
         function = _functions[fid]
         arg_ids = function[1]
         cell_ids = function[2]
@@ -455,10 +491,17 @@ def resume(sent, fid, line, site):
     while it is suspended.  On 3.12 and older this refreshes the dict ``locals()`` returned in
     that frame (PITFALLS.md), the price of correct values in generators and coroutines.
     """
-    if not _enabled or _gated and not (_functions[fid][7] or _roots_running
-                                       and _roots_here()):
+    if not _enabled:
         return
     try:
+        if _gated and not (_functions[fid][7] or _roots_running and _roots_here()):
+            # On 3.10 a root suspended in ``yield from``/``await`` resumes unseen: if it is
+            # delegating to this frame, it is entered again first (as at a window's start).
+            if not (UNPROBED_DELEGATION and _root_is_live(_getframe(1))):
+                return
+            reenter(_getframe(1).f_back)
+        elif UNPROBED_DELEGATION and _gated and _outside_roots(_stack(), fid, _getframe(1)):
+            return
         _enter(fid, (_sent_variable,), (sent,), (), line, site, _locals_of(_getframe(1), fid))
     except RecursionError:
         pass  # at the program's recursion limit: no room for the probe's work, not even a call

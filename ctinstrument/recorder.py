@@ -253,6 +253,8 @@ class Recorder(ProbeRegistry):
         at the recursion limit, where a probe's frame does not fit.)
         """
         exc = sys.exc_info()[1]
+        if isinstance(exc, probes.Unrecorded):
+            return
         self.failures += 1
         if not self._warned:
             self._warned = True
