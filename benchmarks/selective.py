@@ -90,22 +90,28 @@ def main(argv=None):
                                              os.path.join(work, "t0"), empty], work, env,
                                             60)["wall"] for _ in range(options.repeat)),
         }
-        for program, label, make_argv, size in scenarios(options.peer_size):
-            script = os.path.join(PROGRAMS, program)
-            best = None
-            for attempt in range(options.repeat):
-                out = os.path.join(work, "trace-%d" % len(results))
-                run = run_process(make_argv(script, size, out), PROGRAMS, env, 1800)
+        # Rounds interleave the rows, so that a slow phase of the machine hits them alike.
+        rows = scenarios(options.peer_size)
+        best = [None] * len(rows)
+        failed = set()
+        for attempt in range(options.repeat):
+            for index, (program, label, make_argv, size) in enumerate(rows):
+                if index in failed:
+                    continue
+                out = os.path.join(work, "trace-%d" % index)
+                run = run_process(make_argv(os.path.join(PROGRAMS, program), size, out),
+                                  PROGRAMS, env, 1800)
                 seconds = loop_seconds(run["stdout"])
                 if run["rc"] != 0 or seconds is None:
                     print("%s %s failed: %s" % (program, label, run["stderr"][-500:]))
-                    break
-                if best is None or seconds < best["loop"]:
-                    best = {"loop": seconds, "wall": run["wall"]}
-            if best is not None:
+                    failed.add(index)
+                elif best[index] is None or seconds < best[index]["loop"]:
+                    best[index] = {"loop": seconds, "wall": run["wall"]}
+        for (program, label, _make_argv, size), row in zip(rows, best):
+            if row is not None:
                 results.append({"program": program, "tool": label, "size": size,
-                                "loop_seconds": best["loop"], "wall_seconds": best["wall"],
-                                "per_unit_ns": best["loop"] / size * 1e9})
+                                "loop_seconds": row["loop"], "wall_seconds": row["wall"],
+                                "per_unit_ns": row["loop"] / size * 1e9})
 
     print("CPython %s on %s, best of %d; start-up (empty program): plain %.3f s, "
           "ctinstrument %.3f s" % (platform.python_version(), platform.machine(),

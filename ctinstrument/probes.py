@@ -46,6 +46,7 @@ _roots_running = []
 _window = 0
 _recorder = None
 _sites = []
+_root_sites = bytearray()
 _stores = []
 _functions = []
 _buffer = []
@@ -121,11 +122,13 @@ def bind(recorder, gated=False):
     """Route every probe to ``recorder`` and switch recording on (call from the main thread).
 
     ``gated``: record only while an activation root is on the thread's stack."""
-    global _recorder, _sites, _stores, _functions, _buffer, _append, _limit, _encode, _gated
+    global _recorder, _sites, _root_sites, _stores, _functions, _buffer, _append, _limit
+    global _encode, _gated
     global _sent_variable, _lost_return, _enabled, _redacted, _int_type, _str_type, _short_string
     _recorder = recorder
     _gated = gated
     _sites = recorder.sites
+    _root_sites = recorder.root_sites
     _stores = recorder.stores
     _functions = recorder.functions
     _buffer = recorder.buffer
@@ -423,7 +426,7 @@ def _flush_pending(frame, number):
 def step(site):
     # On 3.10 a root's own lines always count: its frame may resume unseen (YIELD_FROM).
     if not _enabled or _gated and not (_roots_running and _roots_here()) and not (
-            UNPROBED_DELEGATION and _functions[_sites[site][0]][7]):
+            UNPROBED_DELEGATION and _root_sites[site]):
         return
     try:
         window = _window

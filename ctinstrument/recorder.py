@@ -55,6 +55,8 @@ class Recorder(ProbeRegistry):
         self.buffer_limit = buffer_limit
         self.buffer = []
         self.sites = []
+        # One byte per line site: 1 if it is in an activation root (the 3.10 step gate).
+        self.root_sites = bytearray()
         self.stores = []
         self.functions = []
         self.namespaces = {}
@@ -157,6 +159,7 @@ class Recorder(ProbeRegistry):
         event = orjson.dumps({"Step": {"path_id": path_id, "line": line}})
         with self._lock:
             self.sites.append((function_id, line, event, forced))
+            self.root_sites.append(self.functions[function_id][7])
             return len(self.sites) - 1
 
     def store_site(self, function_id, name, in_module_namespace):
