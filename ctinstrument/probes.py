@@ -209,15 +209,20 @@ class Unrecorded(Exception):
     the recorder ignores it (see _outside_roots)."""
 
 
-def _root_is_live(frame):
-    """Whether a frame of an activation root is ``frame`` or one of its callers."""
+def _instrumented_frames(frame):
+    """(frame, function id) for ``frame`` and its callers that run instrumented code,
+    innermost first (the rare paths only: a frame walk)."""
     codes = _recorder.code_functions
     while frame is not None:
         known = codes.get(id(frame.f_code))
-        if known is not None and known[0] is frame.f_code and _functions[known[1]][7]:
-            return True
+        if known is not None and known[0] is frame.f_code:
+            yield frame, known[1]
         frame = frame.f_back
-    return False
+
+
+def _root_is_live(frame):
+    """Whether a frame of an activation root is ``frame`` or one of its callers."""
+    return any(_functions[fid][7] for _frame, fid in _instrumented_frames(frame))
 
 
 def _outside_roots(stack, fid, frame):
@@ -249,13 +254,7 @@ def reenter(frame):
     if not _enabled:
         return
     try:
-        codes = _recorder.code_functions
-        running = []
-        while frame is not None:
-            known = codes.get(id(frame.f_code))
-            if known is not None and known[0] is frame.f_code:
-                running.append((frame, known[1]))
-            frame = frame.f_back
+        running = list(_instrumented_frames(frame))
         stack = _stack()
         for frame, fid in reversed(running):
             function = _functions[fid]

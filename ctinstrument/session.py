@@ -16,7 +16,7 @@ from .errors import UsageError
 from .import_hook import ImportHook
 from .recorder import Recorder
 from .redaction import Redaction
-from .selection import _NEVER, Selection
+from .selection import Selection
 from .termination import SigtermFinaliser
 from .isolation import PRIVATE_BUILTINS as __builtins__  # noqa: F401 (see isolation.py)
 
@@ -97,14 +97,13 @@ class Session:
             atexit.register(self.finish)
         return self
 
-    def warn_already_imported(self, ignore=()):
+    def warn_already_imported(self):
         """Warn once per module name about modules the selection accepts that are already in
         ``sys.modules`` (they cannot be rewritten any more and run unrecorded); returns the
-        names.  ``ignore``: names not to warn about."""
+        names.  (ctinstrument and its dependencies are never accepted.)"""
         names = []
         for name, module in list(sys.modules.items()):
-            if (name in ignore or name == "__main__" or name.partition(".")[0] in _NEVER
-                    or name in _warned_imported):
+            if name == "__main__" or name in _warned_imported:
                 continue
             origin = getattr(module, "__file__", None)
             if not isinstance(origin, str) or not origin.endswith(".py"):
