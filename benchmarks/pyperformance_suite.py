@@ -46,6 +46,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -166,16 +167,53 @@ def tree_bytes(path):
     return total
 
 
+# Runs the program as its child and writes the child's peak RSS (wait4's ru_maxrss) to the
+# file named by its first argument.  Measuring through this small process matters on Linux:
+# a child's ru_maxrss starts at the memory of the process that forked it, and this
+# benchmark's own process grows while it counts large traces.
+RSS_LAUNCHER = """\
+import os, sys
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execv(sys.argv[2], sys.argv[2:])
+    finally:
+        os._exit(127)
+status, usage = os.wait4(pid, 0)[1:]
+with open(sys.argv[1], "w") as f:
+    f.write("%d" % usage.ru_maxrss)
+code = os.waitstatus_to_exitcode(status)
+sys.exit(code if code >= 0 else 128 - code)
+"""
+
+
+def usage_so_far(launcher):
+    """(VmHWM in kB, CPU seconds) of the launcher's child (the program), or (None, None)."""
+    try:
+        with open("/proc/%d/task/%d/children" % (launcher, launcher)) as f:
+            child = int(f.read().split()[0])
+        with open("/proc/%d/stat" % child) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        with open("/proc/%d/status" % child) as f:
+            return next(line.split()[1] for line in f if line.startswith("VmHWM:")), cpu
+    except (OSError, IndexError, ValueError, StopIteration):
+        return None, None
+
+
 def run_limited(argv, env, timeout, trace_dir=None, max_bytes=None):
     """Run ``argv`` until it exits, ``timeout`` passes or ``trace_dir`` exceeds ``max_bytes``.
 
-    Returns wall and CPU seconds, peak RSS in bytes (``wait4``'s ``ru_maxrss``), the exit
-    code, why it was killed (None, "timeout" or "trace cap") and the output.
+    Returns wall and CPU seconds, peak RSS in bytes (of a killed run: CPU time and peak of
+    the program until then, from /proc), the exit code, why it was killed (None, "timeout" or "trace cap") and the output.  The
+    program runs under ``RSS_LAUNCHER`` in a session of its own, killed as a group.
     """
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
+            tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
         start = time.perf_counter()
-        proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=err)
+        proc = subprocess.Popen([sys.executable, "-c", RSS_LAUNCHER, rss.name] + argv,
+                                env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                start_new_session=True)
         killed = None
         next_size_check = start + 0.5
         while True:
@@ -190,16 +228,19 @@ def run_limited(argv, env, timeout, trace_dir=None, max_bytes=None):
                 if tree_bytes(trace_dir) > max_bytes:
                     killed = "trace cap"
             if killed:
-                proc.kill()
+                peak, cpu_so_far = usage_so_far(proc.pid)
+                os.killpg(proc.pid, signal.SIGKILL)
                 pid, status, usage = os.wait4(proc.pid, 0)
                 break
             time.sleep(0.005)
         wall = time.perf_counter() - start
         proc.returncode = os.waitstatus_to_exitcode(status)
+        text = rss.read().strip() if not killed else peak
         out.seek(0)
         err.seek(0)
-        return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime,
-                "rss": usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024),
+        return {"wall": wall,
+                "cpu": usage.ru_utime + usage.ru_stime if not killed else cpu_so_far,
+                "rss": int(text) * (1 if sys.platform == "darwin" else 1024) if text else None,
                 "rc": proc.returncode, "killed": killed,
                 "stdout": out.read().decode("utf-8", "replace"),
                 "stderr": err.read().decode("utf-8", "replace")}
@@ -243,7 +284,7 @@ def trace_figures(trace_dir, complete):
         return {"trace_bytes": None, "steps": None, "event_counts": None}
     size = os.path.getsize(path)
     figures = {"trace_bytes": size, "steps": count_steps(path), "event_counts": None}
-    if complete and size <= 200 << 20:
+    if complete and size <= 64 << 20:
         try:
             counts = count_events(trace_dir)
         except (ValueError, OSError) as exc:
@@ -290,6 +331,10 @@ def make_tools(python, ct_path, with_peer):
     else:
         notes.append("peer skipped: " + (peer["note"] or "--no-peer"))
     return tools, notes, peer
+
+
+def best_of(runs, key):
+    return min(r[key] for r in runs if r[key] is not None)
 
 
 def summarise(values, stat):
@@ -350,7 +395,7 @@ def run_workload(job, tools, options, workdir, startup):
             work = summarise([work_seconds(r["stdout"]) for r in ok], options.stat)
         else:       # a benchmarks/programs workload: net time, per unit of work
             size, ref_size = per_unit
-            net = summarise([r["wall"] - startup[tool] for r in ok], options.stat)
+            net = summarise([r["wall"] - startup[tool]["wall"] for r in ok], options.stat)
             work = net / size if net is not None else None
             if tool == "plain":
                 work = plain_unit_cost(tools["plain"], name, ref_size, options, startup)
@@ -362,14 +407,16 @@ def run_workload(job, tools, options, workdir, startup):
             x_work_min=None,
             wall_s=summarise([r["wall"] for r in tool_runs], options.stat),
             cpu_s=summarise([r["cpu"] for r in tool_runs], options.stat),
-            peak_rss=max(r["rss"] for r in tool_runs),
+            peak_rss=max((r["rss"] for r in tool_runs if r["rss"]), default=None),
             status="; ".join(sorted(set(problems))) or "ok",
             walls=[round(r["wall"], 4) for r in tool_runs],
             works=[work_seconds(r["stdout"]) for r in tool_runs])
         if not ok and plain_work and per_unit is None:
             # killed: the work took at least the time it ran, less the start-up
-            row["x_work_min"] = (max(r["wall"] for r in tool_runs) - startup[tool]) \
-                / plain_work
+            clock = "cpu" if options.clock == "cpu" else "wall"
+            spent = max((r[clock] for r in tool_runs if r[clock]), default=None)
+            if spent:
+                row["x_work_min"] = max(0.0, spent - startup[tool][clock]) / plain_work
         if tool != "plain":
             row.update(traces.get(tool, {}))
             steps = row.get("steps")
@@ -388,7 +435,13 @@ def plain_unit_cost(plain, name, ref_size, options, startup):
     script = os.path.join(PROGRAMS, name + ".py")
     walls = [run_limited(make_argv(script, [str(ref_size)], None), env, options.timeout)["wall"]
              for _ in range(max(options.repeat, 3))]
-    return (summarise(walls, options.stat) - startup["plain"]) / ref_size
+    return (summarise(walls, options.stat) - startup["plain"]["wall"]) / ref_size
+
+
+def git_commit(path):
+    probe = subprocess.run(["git", "-C", path, "rev-parse", "--short", "HEAD"],
+                           capture_output=True, text=True)
+    return probe.stdout.strip() if probe.returncode == 0 else None
 
 
 def main(argv=None):
@@ -438,15 +491,17 @@ def main(argv=None):
         python=platform.python_version(), executable=python, platform=platform.platform(),
         cpus=os.cpu_count(), ctinstrument=os.path.abspath(options.ctinstrument),
         ctinstrument_version=ctinstrument_version(),
+        ctinstrument_commit=git_commit(options.ctinstrument),
         peer=peer, pyperformance=PYPERFORMANCE_VERSION, sizes=options.sizes,
         workload_sizes={n: SIZES[options.sizes][n].size for n in names},
         repeat=options.repeat,
         clock=options.clock, stat=options.stat, timeout=options.timeout, max_trace_mb=options.max_trace_mb,
         tools=list(tools), notes=notes,
         loadavg_start=list(os.getloadavg()))
-    print("Python %s (%s), %s cpus; ctinstrument %s from %s; peer %s; pyperformance %s; "
+    print("Python %s (%s), %s cpus; ctinstrument %s from %s (%s); peer %s; pyperformance %s; "
           "%s sizes; %s of %d" % (header["python"], python, header["cpus"],
                         header["ctinstrument_version"], header["ctinstrument"],
+                        header["ctinstrument_commit"],
                         peer["version"] if "peer" in tools else "n/a",
                         PYPERFORMANCE_VERSION, options.sizes, options.stat,
                         options.repeat))
@@ -463,11 +518,11 @@ def main(argv=None):
         startup = {}
         for tool, (make_argv, env) in tools.items():
             out = os.path.join(workdir, "empty-trace")
-            walls = []
+            runs = []
             for _ in range(max(options.repeat, 5)):
-                walls.append(run_limited(make_argv(empty, [], out), env, 60)["wall"])
+                runs.append(run_limited(make_argv(empty, [], out), env, 60))
                 shutil.rmtree(out, ignore_errors=True)
-            startup[tool] = min(walls)
+            startup[tool] = {"wall": best_of(runs, "wall"), "cpu": best_of(runs, "cpu")}
         header["startup"] = startup
         jobs = [(n, scripts[n], SIZES[options.sizes][n].args + ["--clock", options.clock], None)
                 for n in names]
@@ -590,8 +645,9 @@ def print_table(header, rows, summary):
         if index == 0:
             print("  ".join("-" * w for w in widths))
     print()
-    print("start-up (empty script, not in 'x'): " + ", ".join(
-        "%s %.3f s" % item for item in header["startup"].items()))
+    print("start-up (empty script, not in 'x'), wall/CPU: " + ", ".join(
+        "%s %.3f/%.3f s" % (tool, value["wall"], value["cpu"])
+        for tool, value in header["startup"].items()))
     for s in summary:
         print("%s: x work geomean %s over %d of %d pyperformance workloads (median %s, max %s)"
               "%s; bytes/step median %s, max %s; peak RSS max %s MB"
