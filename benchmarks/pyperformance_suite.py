@@ -302,7 +302,7 @@ def trace_figures(trace_dir, complete):
 # the benchmark
 
 
-def make_tools(python, ct_path, with_peer):
+def make_tools(python, ct_path, with_peer, with_ct=True):
     """name -> (argv maker (script, args, trace_dir) -> argv, env); notes on tools left out."""
     def env_with(*paths):
         env = dict(os.environ)
@@ -316,7 +316,9 @@ def make_tools(python, ct_path, with_peer):
     ct_env = env_with(ct_path, SHIM)
     probe = subprocess.run([python, "-c", "import ctinstrument.cli"], env=ct_env,
                            capture_output=True, text=True)
-    if probe.returncode == 0:
+    if not with_ct:
+        notes.append("ctinstrument skipped: --no-ctinstrument")
+    elif probe.returncode == 0:
         tools["ctinstrument"] = (lambda script, args, out: [python, "-m", "ctinstrument",
                                                             "--include", script, "-o", out,
                                                             script] + args, ct_env)
@@ -350,8 +352,10 @@ def run_workload(job, tools, options, workdir, startup):
     runs = {tool: [] for tool in tools}
     traces = {}
     for rep in range(options.repeat):
+        done = []
         for tool, (make_argv, env) in tools.items():
             if runs[tool] and runs[tool][-1]["killed"]:
+                done.append("%s skipped" % tool)
                 continue            # one time-out or trace cap is enough
             trace_dir = os.path.join(workdir, "%s-%s" % (name, tool))
             shutil.rmtree(trace_dir, ignore_errors=True)
@@ -370,9 +374,9 @@ def run_workload(job, tools, options, workdir, startup):
                     shutil.copytree(trace_dir, dest)
                 shutil.rmtree(trace_dir, ignore_errors=True)
             runs[tool].append(result)
-        print("  %s round %d: %s" % (name, rep + 1, ", ".join(
-            "%s %.2fs" % (tool, r[-1]["wall"]) for tool, r in runs.items())),
-            file=sys.stderr)
+            done.append("%s %.2fs%s" % (tool, result["wall"],
+                                        " (%s)" % result["killed"] if result["killed"] else ""))
+        print("  %s round %d: %s" % (name, rep + 1, ", ".join(done)), file=sys.stderr)
 
     def comparable(stdout):
         return WORK_LINE.sub("", stdout)
@@ -438,6 +442,22 @@ def plain_unit_cost(plain, name, ref_size, options, startup):
     return (summarise(walls, options.stat) - startup["plain"]["wall"]) / ref_size
 
 
+def measure_startup(tools, workdir, repeat):
+    """tool -> best wall and CPU seconds of the tool on a script that does nothing."""
+    empty = os.path.join(workdir, "empty.py")
+    with open(empty, "w") as f:
+        f.write("pass\n")
+    startup = {}
+    for tool, (make_argv, env) in tools.items():
+        out = os.path.join(workdir, "empty-trace")
+        runs = []
+        for _ in range(repeat):
+            runs.append(run_limited(make_argv(empty, [], out), env, 60))
+            shutil.rmtree(out, ignore_errors=True)
+        startup[tool] = {"wall": best_of(runs, "wall"), "cpu": best_of(runs, "cpu")}
+    return startup
+
+
 def git_commit(path):
     probe = subprocess.run(["git", "-C", path, "rev-parse", "--short", "HEAD"],
                            capture_output=True, text=True)
@@ -462,6 +482,8 @@ def main(argv=None):
     parser.add_argument("--no-programs", action="store_true",
                         help="leave out the workloads of benchmarks/programs")
     parser.add_argument("--no-peer", action="store_true", help="do not run the peer")
+    parser.add_argument("--no-ctinstrument", action="store_true",
+                        help="do not run ctinstrument (with --no-peer: plain only)")
     parser.add_argument("--timeout", type=float, default=120,
                         help="seconds before a run is killed (default 120)")
     parser.add_argument("--max-trace-mb", type=int, default=4096,
@@ -485,7 +507,7 @@ def main(argv=None):
         n for n in PROGRAM_SIZES if not options.only or n in options.only]
     scripts = fetch_workloads(os.path.abspath(options.cache), names, python, options.sizes)
     tools, notes, peer = make_tools(python, os.path.abspath(options.ctinstrument),
-                                    not options.no_peer)
+                                    not options.no_peer, not options.no_ctinstrument)
     header = collections.OrderedDict(
         date=datetime.datetime.now().isoformat(timespec="seconds"),
         python=platform.python_version(), executable=python, platform=platform.platform(),
@@ -512,18 +534,7 @@ def main(argv=None):
     rows = []
     workdir = tempfile.mkdtemp(prefix="ctbench-pyperf-")
     try:
-        empty = os.path.join(workdir, "empty.py")
-        with open(empty, "w") as f:
-            f.write("pass\n")
-        startup = {}
-        for tool, (make_argv, env) in tools.items():
-            out = os.path.join(workdir, "empty-trace")
-            runs = []
-            for _ in range(max(options.repeat, 5)):
-                runs.append(run_limited(make_argv(empty, [], out), env, 60))
-                shutil.rmtree(out, ignore_errors=True)
-            startup[tool] = {"wall": best_of(runs, "wall"), "cpu": best_of(runs, "cpu")}
-        header["startup"] = startup
+        startup = header["startup"] = measure_startup(tools, workdir, max(options.repeat, 5))
         jobs = [(n, scripts[n], SIZES[options.sizes][n].args + ["--clock", options.clock], None)
                 for n in names]
         jobs += [(n, os.path.join(PROGRAMS, n + ".py"), [str(PROGRAM_SIZES[n])],
