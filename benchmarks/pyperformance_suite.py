@@ -67,7 +67,7 @@ PYPERFORMANCE_VERSION = "1.14.0"
 
 # Two size sets.  name -> (arguments of the script: the shim's --loops/--bench-args or the
 # script's own options; replacements made in the cached copy, each (old, new) found exactly
-# once; what the size is).  "default": the plain work takes about 20-85 ms of CPU (2-core VM,
+# once; what the size is).  "default": the plain work takes about 10-85 ms of CPU (2-core VM,
 # CPython 3.12); "small": about 1-4 ms, for recorders that are still thousands of times
 # slower than plain, so that a recorded run ends within the time-out.
 Workload = collections.namedtuple("Workload", "args replace size")
