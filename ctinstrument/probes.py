@@ -14,10 +14,18 @@ record.
 
 A ``ShadowFrame`` mirrors one running frame: its line-event state and its variables as the
 store probes saw them (values taken from the stack, never read back from the target, never
-from ``frame.f_locals`` on the hot path).  After each line step the probe appends a
-``Value`` event per visible variable; an immutable value that is the same object as at the
-previous step of that frame reuses its encoding.  Stores also write the assignment history
-as ``VariableCell``/``AssignCell`` events (FORMAT.md).
+from ``frame.f_locals`` on the hot path).  Values are recorded as changes, in the shape
+CodeTracer's backend replays (FORMAT.md §"What CodeTracer shows", ``ct_locals.py``): each
+variable of a call is bound once to a place (``VariableCell``) and its value is written
+(``AssignCell``) only when its encoding changed.  What a line changed is written after the
+*next* Step of its frame, where it is first true.  A line that cannot run other code (no
+call, no store into an object: ``SITE_RUNS_CODE`` from the rewriter) is checked only for the
+variables it stored; after any other line, a return into the frame or a resume, every
+variable is checked (by identity for immutable values, by re-encoding otherwise), so changes
+made in place, through aliases or by callees are seen at the next step.  The backend gives a
+step the bindings of the call that is current at the *next* step, so a call's entry drops the
+caller's bindings (``DropVariables``), which its next step binds again, and a frame that
+returns right after its own step binds its variables again before the ``Return``.
 
 A frame left without a probe (a 3.10 ``yield from`` suspension, a ``throw()`` into a
 suspended generator) is repaired by ``_resync``, which keeps calls and returns balanced.
@@ -65,15 +73,32 @@ _getframe = sys._getframe
 # Line of the last yield of each function: where a frame resumed unseen (throw()) stands.
 _yield_lines = {}
 _Module = types.ModuleType
-# Values whose encoding cannot change while they stay the same object.
-_IMMUTABLE = frozenset({int, float, str, bytes, bool, complex, type(None), types.FunctionType,
-                        types.BuiltinFunctionType, range})
+# Values whose encoding cannot change while they stay the same object: a later check of
+# such a variable is an identity test.  (Functions are not among them: keeping the last one
+# shown would keep its closure alive after the program dropped it.)
+_KEEP = frozenset({int, float, str, bytes, bool, complex, type(None), range})
+# Stands for "compare by encoding" in ShadowFrame.shown (never a program value).
+_MUTABLE = object()
+_Fragment = orjson.Fragment
+_VARIABLE_CELL = b'{"VariableCell":{"variable_id":%d,"place":%d}}'
+_ASSIGN_CELL = b'{"AssignCell":{"place":%d,"new_value":%s}}'
+_DROP_VARIABLE = b'{"DropVariable":%d}'
+_DROP_VARIABLES = b'{"DropVariables":[%s]}'
+_INT_VALUE = b'{"kind":"Int","i":%d,"type_id":%d}'
+_STRING_VALUE = b'{"kind":"String","text":%s,"type_id":%d}'
+_new_place = None
+# Site flags (rewriter.SITE_FORCED, rewriter.SITE_RUNS_CODE).
+_FORCED = rewriter.SITE_FORCED
+_RUNS_CODE = rewriter.SITE_RUNS_CODE
+# Shadow frames of suspended generators and coroutines, by id() of their frame object
+# (removed when the frame resumes or finishes, and at the end of a recording window).
+_suspended = {}
 
 
 class ThreadStack(list):
     """A thread's shadow frames; ``number`` names the thread in the trace."""
 
-    __slots__ = ("number", "roots", "window")
+    __slots__ = ("number", "roots", "window", "stepper")
 
 
 class ShadowFrame:
@@ -81,27 +106,35 @@ class ShadowFrame:
 
     ``line``/``site``: last line event and last line site (for sys.settrace line rules);
     ``variables``: variable id -> value (the module namespace dict for module bodies);
-    ``cells``: (variable id, cell) pairs read at each step (``cell_ids`` their ids: stores
-    to them are history only, the value is read live); ``places``: variable id -> place of
-    the assignment history; ``cache``: variable id -> (value, encoded Value event);
-    ``saved``: locals borrowed by inlined comprehensions; ``namespace``: module or class body.
+    ``cells``: variable id -> cell object of the cell and free variables (read when
+    checked); ``places``: variable id -> place of its binding in this call, ``bindings`` the
+    same as encoded ``VariableCell`` events; ``shown``: variable id -> (encoded value record
+    last written to its place, the value itself if it is immutable else ``_MUTABLE``);
+    ``dirty``: variables stored since the last step; ``recheck``: check every variable at the
+    next step; ``unbound``: the bindings must be written again at the next step (the caller
+    of a call, a resumed generator); ``stepped``: this call has had a step; ``saved``: locals
+    borrowed by inlined comprehensions; ``namespace``: module or class body.
     """
 
-    __slots__ = ("function_id", "line", "site", "variables", "cells", "places", "cache",
-                 "saved", "namespace", "pending", "cell_ids", "root")
+    __slots__ = ("function_id", "line", "site", "variables", "cells", "places", "bindings",
+                 "shown", "dirty", "recheck", "unbound", "stepped", "saved", "namespace",
+                 "root")
 
     def __init__(self, function_id, line, site, variables, cells, namespace, root=False):
         self.function_id = function_id
         self.line = line
         self.site = site
         self.variables = variables
-        self.cells = cells
+        self.cells = dict(cells)
         self.places = {}
-        self.cache = {}
+        self.bindings = {}
+        self.shown = {}
+        self.dirty = []
+        self.recheck = True
+        self.unbound = False
+        self.stepped = False
         self.saved = []
         self.namespace = namespace
-        self.pending = None
-        self.cell_ids = frozenset(vid for vid, _cell in cells)
         self.root = root
 
 
@@ -125,6 +158,7 @@ def bind(recorder, gated=False):
     global _recorder, _sites, _root_sites, _stores, _functions, _buffer, _append, _limit
     global _encode, _gated
     global _sent_variable, _lost_return, _enabled, _redacted, _int_type, _str_type, _short_string
+    global _new_place
     _recorder = recorder
     _gated = gated
     _sites = recorder.sites
@@ -142,8 +176,9 @@ def bind(recorder, gated=False):
     _sent_variable = recorder.variable_id("<sent>")
     _lost_return = {"Return": {"return_value": recorder.encoder.lost_frame_value()}}
     _local.stack = recorder.main_stack
+    _new_place = recorder.new_place
     named = dict(zip(rewriter.PROBE_NAMES, (step, call, return_, unwind, yield_, resume, store,
-                                            delete, mutate, save, restore, catch)))
+                                            delete, save, restore, catch)))
     builtins.__dict__.update(named)
     builtins.__dict__[_TeardownGuard.NAME] = _TeardownGuard(builtins.__dict__, named)
     _enabled = True
@@ -155,6 +190,7 @@ def new_thread_stack(number):
     stack.number = number
     stack.roots = 0
     stack.window = _window
+    stack.stepper = None  # the shadow frame whose Step is the thread's latest
     return stack
 
 
@@ -245,6 +281,7 @@ def end_window():
     global _window
     _window += 1
     del _roots_running[:]
+    _suspended.clear()
 
 
 def reenter(frame):
@@ -332,8 +369,9 @@ def _resync(stack, fid, depth, thrown=None):
 
     A frame found deeper means the frames above it ended unseen: they get a Return.  A frame
     not found at all was resumed unseen (throw() into a generator, 3.10 yield from): it gets a
-    Call carrying the exception being handled, if any, and its variables as they are now
-    (read from the instrumented frame ``depth`` levels above this function).
+    Call carrying the exception being handled, if any, and its shadow from its suspension
+    (or its variables as they are now, read from the instrumented frame ``depth`` levels
+    above this function).
     """
     number = stack.number
     floor = 1 if stack and stack[0].function_id == 0 else 0
@@ -347,12 +385,15 @@ def _resync(stack, fid, depth, thrown=None):
         raise Unrecorded
     if thrown is None:
         thrown = sys.exc_info()[1]
-    args = [] if thrown is None else [{"variable_id": _recorder.variable_id("<thrown>"),
-                                       "value": _encode(thrown)}]
-    _append((number, (_functions[fid][0], {"Call": {"function_id": fid, "args": args}})))
+    args = () if thrown is None else ((_recorder.variable_id("<thrown>"), thrown),)
     line = _yield_lines.get(fid, -1) if UNSEEN_RESUME_KEEPS_LINE else -1
-    frame = _new_frame(fid, line, -1, _locals_of(_getframe(depth), fid), ())
-    _push(stack, frame)
+    real = _getframe(depth)
+    frame = _suspended.pop(id(real), None)
+    if frame is None or frame.function_id != fid:
+        frame = _new_frame(fid, line, -1, _locals_of(real, fid), ())
+    else:
+        frame.line, frame.site = line, -1
+    _open(stack, fid, args, frame)
     return frame
 
 
@@ -364,62 +405,80 @@ def _locals_of(frame, fid):
     return {variable_id(name): value for name, value in frame.f_locals.items()}
 
 
-def _value_event(vid, value):
+def _encoded(vid, value):
+    """(value record as JSON bytes, what ShadowFrame.shown keeps to compare) for ``value``."""
     if vid in _redacted:
-        return _recorder.redacted_value_event(vid)
+        return _dumps(_recorder.redacted_value(vid)), _MUTABLE
     cls = type(value)
     # Fast paths for the commonest values, byte-for-byte what the encoder would produce.
     if cls is int and -_I64 <= value < _I64:
-        return b'{"Value":{"variable_id":%d,"value":{"kind":"Int","i":%d,"type_id":%d}}}' % (
-            vid, value, _int_type)
+        return _INT_VALUE % (value, _int_type), value
     if cls is str and len(value) <= _short_string:
         try:
-            text = _dumps(value)
+            return _STRING_VALUE % (_dumps(value), _str_type), value
         except TypeError:  # lone surrogates: the encoder escapes them
             pass
-        else:
-            return b'{"Value":{"variable_id":%d,"value":{"kind":"String","text":%s,' \
-                   b'"type_id":%d}}}' % (vid, text, _str_type)
-    return b'{"Value":{"variable_id":%d,"value":%s}}' % (vid, _dumps(_encode(value)))
+    return _dumps(_encode(value)), value if cls in _KEEP else _MUTABLE
 
 
-def _snapshot(frame, event):
-    """The Step event followed by a Value event per visible variable of ``frame``."""
-    parts = [event]
-    cache = frame.cache
+def _changes(frame, parts):
+    """Append to ``parts`` (after a Step of ``frame``) the bindings and changes that Step
+    must carry: bindings again if the call's were dropped, then a VariableCell (first
+    binding), AssignCell (new encoding) or DropVariable (unbound) per variable to check."""
+    if frame.unbound:
+        frame.unbound = False
+        parts.extend(frame.bindings.values())
+    if frame.recheck:
+        frame.recheck = False
+        vids = list(frame.variables)
+        vids.extend(frame.cells)
+        # Bound before but gone without a delete probe (a namespace changed behind it).
+        vids.extend([vid for vid in frame.places
+                     if vid not in frame.variables and vid not in frame.cells])
+    else:
+        vids = frame.dirty
+    if not vids:
+        return
+    variables = frame.variables
+    cells = frame.cells
+    shown = frame.shown
+    places = frame.places
     namespace = frame.namespace
-    for vid, value in frame.variables.items():
-        cls = type(value)  # never value.__class__: a user __getattribute__ would run
-        cached = cache.get(vid)
-        if cached is not None and cached[0] is value and cls in _IMMUTABLE:
-            parts.append(cached[1])
+    for vid in vids:
+        cell = cells.get(vid)
+        if cell is None:
+            value = variables.get(vid, _MUTABLE)
+        else:
+            try:
+                value = cell.cell_contents
+            except ValueError:  # unbound
+                value = _MUTABLE
+        if value is _MUTABLE or namespace and type(value) is _Module:
+            place = places.pop(vid, None)
+            if place is not None:
+                del frame.bindings[vid]
+                del shown[vid]
+                parts.append(_DROP_VARIABLE % vid)
             continue
-        if namespace and cls is _Module:
+        known = shown.get(vid)
+        if known is not None and known[1] is value:
+            data = known[0]
+            changed = False
+        else:
+            data, keep = _encoded(vid, value)
+            changed = known is None or known[0] != data
+            shown[vid] = (data, keep)
+        place = places.get(vid)
+        if place is None:
+            place = places[vid] = _new_place()
+            binding = frame.bindings[vid] = _VARIABLE_CELL % (vid, place)
+            parts.append(binding)
+            if known is not None and known[1] is not _MUTABLE and type(value) not in _KEEP:
+                shown[vid] = (data, _MUTABLE)  # an argument's encoding, kept from its Call
+        elif not changed:
             continue
-        data = _value_event(vid, value)
-        cache[vid] = (value, data)
-        parts.append(data)
-    for vid, cell in frame.cells:
-        try:
-            value = cell.cell_contents
-        except ValueError:
-            continue  # unbound
-        cached = cache.get(vid)
-        if cached is not None and cached[0] is value and type(value) in _IMMUTABLE:
-            parts.append(cached[1])
-            continue
-        data = _value_event(vid, value)
-        cache[vid] = (value, data)
-        parts.append(data)
-    return tuple(parts)
-
-
-def _flush_pending(frame, number):
-    """AssignCell events for objects changed in place since the last step of ``frame``."""
-    pending = frame.pending
-    frame.pending = None
-    for vid, value in pending:
-        _assign(number, frame, vid, value)
+        parts.append(_ASSIGN_CELL % (place, data))
+    frame.dirty.clear()
 
 
 def step(site):
@@ -429,21 +488,29 @@ def step(site):
         return
     try:
         window = _window
-        fid, line, event, forced = _sites[site]
+        fid, line, event, flags = _sites[site]
         stack = _stack()
         frame = stack[-1] if stack else None
         if frame is None or frame.function_id != fid:
             frame = _resync(stack, fid, 2)
-        if line != frame.line or site <= frame.site or forced:
+        if line != frame.line or site <= frame.site or flags & _FORCED:
             frame.line = line
-            if frame.pending:
-                _flush_pending(frame, stack.number)
-            snapshot = _snapshot(frame, event)
+            if frame.recheck or frame.dirty or frame.unbound:
+                parts = [event]
+                _changes(frame, parts)
+                record = tuple(parts)
+            else:
+                record = event
+            frame.recheck = flags & _RUNS_CODE
             if window != _window:
                 return  # the window ended while this probe ran on this thread
-            _append((stack.number, snapshot))
+            frame.stepped = True
+            stack.stepper = frame
+            _append((stack.number, record))
             if len(_buffer) > _limit:
                 _recorder.flush()
+        elif flags & _RUNS_CODE:
+            frame.recheck = True
         frame.site = site
     except RecursionError:
         pass  # at the program's recursion limit: no room for the probe's work, not even a call
@@ -451,19 +518,43 @@ def step(site):
         _recorder.probe_failed()
 
 
-def _enter(fid, arg_ids, args, cells, line, site, variables):
-    # Everything that can fail (even RecursionError near the limit) happens before the record
-    # is appended and the frame pushed, so the two stay together; nothing is appended if the
-    # recording window ended while this probe ran (a check then a C call: no thread switch).
+def _open(stack, fid, args, frame):
+    """Write the entry Step and Call of ``frame`` (function ``fid``, ``args`` pairs of
+    variable id and value) and push it; the caller's bindings are dropped until its next
+    step.  Everything that can fail (even RecursionError near the limit) happens before the
+    record is appended and the frame pushed, so the two stay together; nothing is appended
+    if the recording window ended while this probe ran (a check then a C call: no thread
+    switch)."""
     window = _window
-    encoded = [{"variable_id": v, "value": _recorder.redacted_value(v) if v in _redacted
-                else _encode(a)} for v, a in zip(arg_ids, args) if v >= 0]
-    frame = _new_frame(fid, line, site, variables, cells)
-    record = (_functions[fid][0], {"Call": {"function_id": fid, "args": encoded}})
-    stack = _stack()
+    shown = frame.shown
+    encoded = []
+    for vid, value in args:
+        data, keep = _encoded(vid, value)
+        if vid in frame.variables:
+            shown[vid] = (data, value)  # nothing runs before the first step: reuse it there
+        encoded.append({"variable_id": vid, "value": _Fragment(data)})
+    call = {"Call": {"function_id": fid, "args": encoded}}
+    caller = stack[-1] if stack else None
+    if caller is not None and caller.bindings and not caller.unbound:
+        drop = _DROP_VARIABLES % b",".join([b"%d" % vid for vid in caller.bindings])
+        record = (_functions[fid][0], drop, call)
+    else:
+        caller = None
+        record = (_functions[fid][0], call)
     if window == _window:
+        if caller is not None:
+            caller.unbound = True
+        stack.stepper = None  # the entry step belongs to the callee
+        frame.stepped = False
+        frame.recheck = True
+        frame.unbound = bool(frame.bindings)
         _append((stack.number, record))
         _push(stack, frame)
+
+
+def _enter(fid, arg_ids, args, cells, line, site, variables):
+    frame = _new_frame(fid, line, site, variables, cells)
+    _open(_stack(), fid, [(vid, arg) for vid, arg in zip(arg_ids, args) if vid >= 0], frame)
 
 
 def call(fid, args, cells):
@@ -489,9 +580,9 @@ def call(fid, args, cells):
 def resume(sent, fid, line, site):
     """A generator or coroutine resumed: a Call carrying the sent value.
 
-    Its locals are re-read from the resumed frame: a shadow frame cannot follow a generator
-    while it is suspended.  On 3.12 and older this refreshes the dict ``locals()`` returned in
-    that frame (PITFALLS.md), the price of correct values in generators and coroutines.
+    Its shadow frame is the one kept at its suspension; a frame suspended unseen (or before
+    recording started) has its locals read from the resumed frame (on 3.12 and older this
+    refreshes the dict ``locals()`` returned in that frame, PITFALLS.md).
     """
     if not _enabled:
         return
@@ -504,7 +595,13 @@ def resume(sent, fid, line, site):
             reenter(_getframe(1).f_back)
         elif UNPROBED_DELEGATION and _gated and _outside_roots(_stack(), fid, _getframe(1)):
             return
-        _enter(fid, (_sent_variable,), (sent,), (), line, site, _locals_of(_getframe(1), fid))
+        real = _getframe(1)
+        frame = _suspended.pop(id(real), None)
+        if frame is None or frame.function_id != fid:
+            frame = _new_frame(fid, line, site, _locals_of(real, fid), ())
+        else:
+            frame.line, frame.site = line, site
+        _open(_stack(), fid, ((_sent_variable, sent),), frame)
     except RecursionError:
         pass  # at the program's recursion limit: no room for the probe's work, not even a call
     except Exception:
@@ -512,19 +609,27 @@ def resume(sent, fid, line, site):
 
 
 def _leave(value, fid):
-    window = _window  # as in _enter
+    """Write the Return of the innermost frame (``fid``) with ``value``; returns its
+    shadow frame."""
+    window = _window  # as in _open
     record = {"Return": {"return_value": _encode(value)}}
     stack = _stack()
     if not stack or stack[-1].function_id != fid:
         _resync(stack, fid, 3)
-    if stack[-1].pending:
-        _flush_pending(stack[-1], stack.number)
+    frame = stack[-1]
     if window != _window:
-        return
+        return frame
+    if stack.stepper is frame and frame.bindings:
+        # This frame's step is the latest: the backend would give it the caller's bindings.
+        _append((stack.number, tuple(frame.bindings.values())))
+    stack.stepper = None
     _append((stack.number, record))
     _pop(stack)
+    if stack:
+        stack[-1].recheck = True  # the callee may have changed what the caller holds
     if len(_buffer) > _limit:
         _recorder.flush()
+    return frame
 
 
 def return_(value, fid):
@@ -554,7 +659,7 @@ def yield_(value, fid, line):
         return
     try:
         _yield_lines[fid] = line
-        _leave(value, fid)
+        _suspended[id(_getframe(1))] = _leave(value, fid)
     except RecursionError:
         pass  # at the program's recursion limit: no room for the probe's work, not even a call
     except Exception:
@@ -569,37 +674,19 @@ def _current_frame(fid, thrown=None):
     return stack.number, frame
 
 
-def _assign(number, frame, vid, value):
-    """Record ``vid = value`` in ``frame``: shadow update plus assignment history."""
-    frame.cache.pop(vid, None)
-    places = frame.places
-    place = places.get(vid)
-    if place is None:
-        place = places[vid] = _recorder.new_place()
-        history = {"VariableCell": {"variable_id": vid, "place": place}}
-    else:
-        history = None
-    if vid in _redacted:
-        assigned = _recorder.redacted_value(vid)
-    else:
-        assigned = _encode(value)
-    assign = {"AssignCell": {"place": place, "new_value": assigned}}
-    _append((number, (history, assign) if history is not None else assign))
-
-
 def store(value, site):
     if not _enabled or _gated and not (_roots_running and _roots_here()):
         return
     try:
         fid, vid, namespace = _stores[site]
-        number, frame = _current_frame(fid)
+        _number, frame = _current_frame(fid)
         if namespace is not None:
             namespace[vid] = value
-        elif vid not in frame.cell_ids:
+            if frame.variables is not namespace:
+                return  # a global of a function: its module body sees it when it runs again
+        elif vid not in frame.cells:
             frame.variables[vid] = value
-        if frame.saved and any(saved[0] == vid for saved in frame.saved):
-            return  # an inlined comprehension's variable: not the history of the outer one
-        _assign(number, frame, vid, value)
+        frame.dirty.append(vid)
     except RecursionError:
         pass  # at the program's recursion limit: no room for the probe's work, not even a call
     except Exception:
@@ -611,37 +698,10 @@ def delete(site):
         return
     try:
         fid, vid, namespace = _stores[site]
-        number, frame = _current_frame(fid)
-        (frame.variables if namespace is None else namespace).pop(vid, None)
-        frame.cache.pop(vid, None)
-        _append((number, {"DropVariable": vid}))
-    except RecursionError:
-        pass  # at the program's recursion limit: no room for the probe's work, not even a call
-    except Exception:
-        _recorder.probe_failed()
-
-
-def mutate(target, fid):
-    """``target`` is about to change in place (attribute, item or slice store or delete)."""
-    if not _enabled or _gated and not (_roots_running and _roots_here()):
-        return
-    try:
         _number, frame = _current_frame(fid)
-        for vid, value in frame.variables.items():
-            if value is target:
-                break
-        else:
-            for vid, cell in frame.cells:
-                try:
-                    if cell.cell_contents is target:
-                        break
-                except ValueError:
-                    pass
-            else:
-                return
-        if frame.pending is None:
-            frame.pending = []
-        frame.pending.append((vid, target))
+        (frame.variables if namespace is None else namespace).pop(vid, None)
+        if namespace is None or frame.variables is namespace:
+            frame.dirty.append(vid)
     except RecursionError:
         pass  # at the program's recursion limit: no room for the probe's work, not even a call
     except Exception:
@@ -654,7 +714,8 @@ def catch(exception, fid):
     if not _enabled or _gated and not (_roots_running and _roots_here()):
         return
     try:
-        number, _frame = _current_frame(fid, exception)
+        number, frame = _current_frame(fid, exception)
+        frame.recheck = True  # code that raised may have changed things before it did
         _append((number, {"Event": {"kind": 12, "metadata": "exception",
                                     "content": _recorder.describe_exception(exception)}}))
     except RecursionError:
@@ -671,7 +732,7 @@ def save(site):
         fid, vid, _namespace = _stores[site]
         _number, frame = _current_frame(fid)
         frame.saved.append((vid, frame.variables.pop(vid, _MISSING)))
-        frame.cache.pop(vid, None)
+        frame.dirty.append(vid)
     except RecursionError:
         pass  # at the program's recursion limit: no room for the probe's work, not even a call
     except Exception:
@@ -685,7 +746,6 @@ def restore(site):
     try:
         fid, vid, _namespace = _stores[site]
         _number, frame = _current_frame(fid)
-        frame.cache.pop(vid, None)
         for index in range(len(frame.saved) - 1, -1, -1):
             if frame.saved[index][0] == vid:
                 value = frame.saved.pop(index)[1]
@@ -696,6 +756,7 @@ def restore(site):
             frame.variables.pop(vid, None)
         else:
             frame.variables[vid] = value
+        frame.dirty.append(vid)
     except RecursionError:
         pass  # at the program's recursion limit: no room for the probe's work, not even a call
     except Exception:

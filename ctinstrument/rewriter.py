@@ -11,8 +11,8 @@ What gets inserted, per code object (recursively over nested code objects):
 * a catch probe at the entry of every ``except``/``finally``/``with`` handler, passing the
   exception that was raised in (or propagated into) the frame;
 * a store probe before every name store and delete (the value is copied from the stack, the
-  target is never read back), a mutation probe before attribute, item and slice stores, and
-  save/restore probes around the locals that 3.12+ inlined comprehensions borrow.
+  target is never read back), and save/restore probes around the locals that 3.12+ inlined
+  comprehensions borrow; a line site says whether its line may change values in place.
 
 Inserted instructions take the source location of the instruction they precede, so
 tracebacks, ``f_lineno``, warnings and logging see the original positions.  The per-version
@@ -36,12 +36,15 @@ YIELD = "__ctinstrument_yield__"
 RESUME = "__ctinstrument_resume__"
 STORE = "__ctinstrument_store__"
 DELETE = "__ctinstrument_delete__"
-MUTATE = "__ctinstrument_mutate__"
 SAVE = "__ctinstrument_save__"
 RESTORE = "__ctinstrument_restore__"
 CATCH = "__ctinstrument_catch__"
-PROBE_NAMES = (STEP, CALL, RETURN, UNWIND, YIELD, RESUME, STORE, DELETE, MUTATE, SAVE, RESTORE,
-               CATCH)
+PROBE_NAMES = (STEP, CALL, RETURN, UNWIND, YIELD, RESUME, STORE, DELETE, SAVE, RESTORE, CATCH)
+
+# Flags of a line site (``ProbeRegistry.line_site``).
+SITE_FORCED = 1  # reaching the site is a line event even if the line did not change
+SITE_RUNS_CODE = 2  # the site's line calls or stores into an object: it may change values
+                    # in place (see ``instructions.runs_code``)
 
 CO_NEWLOCALS = 0x02
 CO_VARARGS = 0x04
@@ -52,10 +55,6 @@ NAME_STORES = {"STORE_FAST": "frame", "STORE_DEREF": "frame", "STORE_NAME": "nam
                "STORE_GLOBAL": "global"}
 NAME_DELETES = {"DELETE_FAST": "frame", "DELETE_DEREF": "frame", "DELETE_NAME": "name",
                 "DELETE_GLOBAL": "global"}
-# Stores into an object: opcode -> stack depth of the object being changed.
-OBJECT_STORES = {"STORE_ATTR": 1, "DELETE_ATTR": 1, "STORE_SUBSCR": 2, "DELETE_SUBSCR": 2,
-                 "STORE_SLICE": 3}
-
 # Frame kinds, for the registry.
 FUNCTION_FRAME = "function"
 MODULE_FRAME = "module"
@@ -75,10 +74,10 @@ class ProbeRegistry:
         """
         raise NotImplementedError
 
-    def line_site(self, function_id, line, forced):
+    def line_site(self, function_id, line, flags):
         """Return a new site id (ints increase in code order within one code object).
 
-        ``forced``: reaching the site is a line event even if the line did not change.
+        ``flags``: SITE_FORCED and SITE_RUNS_CODE or'ed together.
         """
         raise NotImplementedError
 
@@ -288,16 +287,13 @@ def _store_probe(item, stores, restores, index):
         return [] if site is None else ins.call_with_consts(DELETE, site)
     if name == "LOAD_FAST_AND_CLEAR":
         return ins.call_with_consts(SAVE, stores.site(_variable_name(item), "frame"))
-    if name in OBJECT_STORES:
-        try:
-            return ins.call_with_stack_item(MUTATE, OBJECT_STORES[name], stores.fid)
-        except InstrumentationError:
-            return []
     return []
 
 
 def _insert_probes(bc, registry, fid, arg_loads, cell_loads, stores):
     items = _split_superinstructions(list(bc))
+    # Lines that may change values in place; computed before any probe is inserted.
+    running = {item.lineno for item in items if isinstance(item, Instr) and ins.runs_code(item)}
     restores = _comprehension_restores(items) if ins.HAS_INLINED_COMPREHENSIONS else set()
     start = _prologue_length(items)
     handler = Label()
@@ -400,7 +396,9 @@ def _insert_probes(bc, registry, fid, arg_loads, cell_loads, stores):
             if blocked:
                 carried = site_line
             else:
-                last_site = registry.line_site(fid, site_line, forced)
+                flags = (SITE_FORCED if forced else 0) | (
+                    SITE_RUNS_CODE if site_line in running else 0)
+                last_site = registry.line_site(fid, site_line, flags)
                 forced = False
                 out.extend(_located(ins.call_with_consts(STEP, last_site), item))
 
