@@ -85,27 +85,25 @@ NO_PROBE_AFTER = frozenset({"KW_NAMES", "PRECALL", "EXTENDED_ARG", "YIELD_VALUE"
                            | ({"END_FOR"} if VERSION >= (3, 13) else set()))
 
 
-# Instructions that may run other code or change an object in place (calls, stores into
-# objects, in-place operators, imports, context managers, awaiting): after a line that has
-# one, every variable of the frame is checked for a change.  Attribute reads, operators
-# and iteration can run user code too (properties, dunders, iterators) but are left out:
-# checking after each of them would be checking after every line.
+# Instructions that may run other code, which may change objects in place (calls,
+# imports, context managers, awaiting, container updates that call user code): after a line
+# that has one, every variable of the frame is checked for a change.  Stores into objects
+# have a probe of their own; attribute reads, operators and iteration can run user code too
+# (properties, dunders, iterators) but are left out: checking after each of them would be
+# checking after every line (an instrumented callee's return is noticed anyway).
 RUNS_CODE = frozenset({
     "CALL", "CALL_FUNCTION", "CALL_FUNCTION_KW", "CALL_FUNCTION_EX", "CALL_METHOD",
     "CALL_KW", "CALL_INTRINSIC_1", "CALL_INTRINSIC_2",
-    "STORE_ATTR", "DELETE_ATTR", "STORE_SUBSCR", "DELETE_SUBSCR", "STORE_SLICE",
     "IMPORT_NAME", "IMPORT_STAR", "SETUP_WITH", "BEFORE_WITH", "SETUP_ASYNC_WITH",
     "BEFORE_ASYNC_WITH", "WITH_EXCEPT_START", "GET_AWAITABLE", "GET_ANEXT", "YIELD_FROM",
     "SEND", "LIST_EXTEND", "SET_UPDATE", "DICT_UPDATE", "DICT_MERGE"})
 
 
 def runs_code(instr):
-    """Whether ``instr`` is in RUNS_CODE or an in-place operator (3.10 INPLACE_*, 3.11+
-    BINARY_OP with an in-place oparg): ``xs += ys`` changes a list shared by other names."""
-    name = instr.name
-    if name in RUNS_CODE or name.startswith("INPLACE_"):
-        return True
-    return name == "BINARY_OP" and getattr(instr.arg, "name", "").startswith("INPLACE_")
+    """Whether ``instr`` may run other code that changes objects in place (RUNS_CODE).
+    In-place operators need no check of their own: their result is stored, and a store
+    into a name or an object is probed."""
+    return instr.name in RUNS_CODE
 
 
 def check_supported():

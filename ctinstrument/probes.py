@@ -108,17 +108,18 @@ class ShadowFrame:
     ``variables``: variable id -> value (the module namespace dict for module bodies);
     ``cells``: variable id -> cell object of the cell and free variables (read when
     checked); ``places``: variable id -> place of its binding in this call, ``bindings`` the
-    same as encoded ``VariableCell`` events; ``shown``: variable id -> (encoded value record
-    last written to its place, the value itself if it is immutable else ``_MUTABLE``);
-    ``dirty``: variables stored since the last step; ``recheck``: check every variable at the
+    same as encoded ``VariableCell`` events; ``shown``: variable id -> what ``_encoded``
+    returned for the value last written to its place;
+    ``dirty``: variables stored since the last step; ``touched``: ids of objects stored into
+    since then (attribute, item, slice); ``recheck``: check every variable at the
     next step; ``unbound``: the bindings must be written again at the next step (the caller
     of a call, a resumed generator); ``stepped``: this call has had a step; ``saved``: locals
     borrowed by inlined comprehensions; ``namespace``: module or class body.
     """
 
     __slots__ = ("function_id", "line", "site", "variables", "cells", "places", "bindings",
-                 "shown", "dirty", "recheck", "unbound", "stepped", "saved", "namespace",
-                 "root")
+                 "shown", "dirty", "touched", "recheck", "unbound", "stepped", "saved",
+                 "namespace", "root")
 
     def __init__(self, function_id, line, site, variables, cells, namespace, root=False):
         self.function_id = function_id
@@ -130,6 +131,7 @@ class ShadowFrame:
         self.bindings = {}
         self.shown = {}
         self.dirty = []
+        self.touched = []
         self.recheck = True
         self.unbound = False
         self.stepped = False
@@ -178,7 +180,7 @@ def bind(recorder, gated=False):
     _local.stack = recorder.main_stack
     _new_place = recorder.new_place
     named = dict(zip(rewriter.PROBE_NAMES, (step, call, return_, unwind, yield_, resume, store,
-                                            delete, save, restore, catch)))
+                                            delete, mutate, save, restore, catch)))
     builtins.__dict__.update(named)
     builtins.__dict__[_TeardownGuard.NAME] = _TeardownGuard(builtins.__dict__, named)
     _enabled = True
@@ -406,28 +408,42 @@ def _locals_of(frame, fid):
 
 
 def _encoded(vid, value):
-    """(value record as JSON bytes, what ShadowFrame.shown keeps to compare) for ``value``."""
+    """What ShadowFrame.shown keeps of ``value``: (value record as JSON bytes, the value if
+    it is immutable else ``_MUTABLE``, the ids of the containers and objects the record
+    shows (a dict) or None)."""
     if vid in _redacted:
-        return _dumps(_recorder.redacted_value(vid)), _MUTABLE
+        return _dumps(_recorder.redacted_value(vid)), _MUTABLE, None
     cls = type(value)
     # Fast paths for the commonest values, byte-for-byte what the encoder would produce.
     if cls is int and -_I64 <= value < _I64:
-        return _INT_VALUE % (value, _int_type), value
+        return _INT_VALUE % (value, _int_type), value, None
     if cls is str and len(value) <= _short_string:
         try:
-            return _STRING_VALUE % (_dumps(value), _str_type), value
+            return _STRING_VALUE % (_dumps(value), _str_type), value, None
         except TypeError:  # lone surrogates: the encoder escapes them
             pass
-    return _dumps(_encode(value)), value if cls in _KEEP else _MUTABLE
+    if cls in _KEEP:
+        return _dumps(_encode(value)), value, None
+    seen = {}
+    return _dumps(_encode(value, 0, seen)), _MUTABLE, seen
+
+
+def _containing(shown, ids):
+    """Variables whose shown value contains (or is) an object of ``ids``."""
+    return [vid for vid, entry in shown.items()
+            if entry[2] is not None and not entry[2].keys().isdisjoint(ids)]
 
 
 def _changes(frame, parts):
     """Append to ``parts`` (after a Step of ``frame``) the bindings and changes that Step
     must carry: bindings again if the call's were dropped, then a VariableCell (first
-    binding), AssignCell (new encoding) or DropVariable (unbound) per variable to check."""
+    binding), AssignCell (new encoding) or DropVariable (unbound) per variable to check:
+    every variable after a line that may have run other code, else those stored and those
+    holding an object changed in place (``touched``)."""
     if frame.unbound:
         frame.unbound = False
         parts.extend(frame.bindings.values())
+    touched = frame.touched
     if frame.recheck:
         frame.recheck = False
         vids = list(frame.variables)
@@ -435,15 +451,31 @@ def _changes(frame, parts):
         # Bound before but gone without a delete probe (a namespace changed behind it).
         vids.extend([vid for vid in frame.places
                      if vid not in frame.variables and vid not in frame.cells])
+        _reconcile(frame, parts, vids)
     else:
         vids = frame.dirty
-    if not vids:
-        return
+        if touched:
+            vids = vids + _containing(frame.shown, touched)
+        if not vids:
+            return
+        changed = _reconcile(frame, parts, vids)
+        if changed:  # objects changed in place: the other names that show them
+            others = [vid for vid in _containing(frame.shown, changed) if vid not in vids]
+            if others:
+                _reconcile(frame, parts, others)
+    touched.clear()
+    frame.dirty.clear()
+
+
+def _reconcile(frame, parts, vids):
+    """The events for ``vids`` (see _changes); returns the ids of the objects found changed
+    in place."""
     variables = frame.variables
     cells = frame.cells
     shown = frame.shown
     places = frame.places
     namespace = frame.namespace
+    changed_in_place = None
     for vid in vids:
         cell = cells.get(vid)
         if cell is None:
@@ -464,21 +496,27 @@ def _changes(frame, parts):
         if known is not None and known[1] is value:
             data = known[0]
             changed = False
+            if type(value) not in _KEEP and vid not in places:
+                shown[vid] = (data, _MUTABLE, known[2])  # an argument's, kept from its Call
         else:
-            data, keep = _encoded(vid, value)
+            entry = _encoded(vid, value)
+            data = entry[0]
             changed = known is None or known[0] != data
-            shown[vid] = (data, keep)
+            shown[vid] = entry
+            if changed and known is not None and known[2] is not None \
+                    and id(value) in known[2]:
+                if changed_in_place is None:
+                    changed_in_place = []
+                changed_in_place.append(id(value))
         place = places.get(vid)
         if place is None:
             place = places[vid] = _new_place()
             binding = frame.bindings[vid] = _VARIABLE_CELL % (vid, place)
             parts.append(binding)
-            if known is not None and known[1] is not _MUTABLE and type(value) not in _KEEP:
-                shown[vid] = (data, _MUTABLE)  # an argument's encoding, kept from its Call
         elif not changed:
             continue
         parts.append(_ASSIGN_CELL % (place, data))
-    frame.dirty.clear()
+    return changed_in_place
 
 
 def step(site):
@@ -495,7 +533,7 @@ def step(site):
             frame = _resync(stack, fid, 2)
         if line != frame.line or site <= frame.site or flags & _FORCED:
             frame.line = line
-            if frame.recheck or frame.dirty or frame.unbound:
+            if frame.recheck or frame.dirty or frame.unbound or frame.touched:
                 parts = [event]
                 _changes(frame, parts)
                 record = tuple(parts)
@@ -529,9 +567,10 @@ def _open(stack, fid, args, frame):
     shown = frame.shown
     encoded = []
     for vid, value in args:
-        data, keep = _encoded(vid, value)
-        if vid in frame.variables:
-            shown[vid] = (data, value)  # nothing runs before the first step: reuse it there
+        entry = _encoded(vid, value)
+        data = entry[0]
+        if vid in frame.variables:  # nothing runs before the first step: reuse it there
+            shown[vid] = (data, value, entry[2])
         encoded.append({"variable_id": vid, "value": _Fragment(data)})
     call = {"Call": {"function_id": fid, "args": encoded}}
     caller = stack[-1] if stack else None
@@ -702,6 +741,20 @@ def delete(site):
         (frame.variables if namespace is None else namespace).pop(vid, None)
         if namespace is None or frame.variables is namespace:
             frame.dirty.append(vid)
+    except RecursionError:
+        pass  # at the program's recursion limit: no room for the probe's work, not even a call
+    except Exception:
+        _recorder.probe_failed()
+
+
+def mutate(target, fid):
+    """``target`` is about to change in place (attribute, item or slice store or delete):
+    the variables that show it are checked at the next step."""
+    if not _enabled or _gated and not (_roots_running and _roots_here()):
+        return
+    try:
+        _number, frame = _current_frame(fid)
+        frame.touched.append(id(target))
     except RecursionError:
         pass  # at the program's recursion limit: no room for the probe's work, not even a call
     except Exception:

@@ -11,8 +11,9 @@ What gets inserted, per code object (recursively over nested code objects):
 * a catch probe at the entry of every ``except``/``finally``/``with`` handler, passing the
   exception that was raised in (or propagated into) the frame;
 * a store probe before every name store and delete (the value is copied from the stack, the
-  target is never read back), and save/restore probes around the locals that 3.12+ inlined
-  comprehensions borrow; a line site says whether its line may change values in place.
+  target is never read back), a mutation probe before attribute, item and slice stores, and
+  save/restore probes around the locals that 3.12+ inlined comprehensions borrow; a line
+  site says whether its line may run other code.
 
 Inserted instructions take the source location of the instruction they precede, so
 tracebacks, ``f_lineno``, warnings and logging see the original positions.  The per-version
@@ -39,12 +40,13 @@ DELETE = "__ctinstrument_delete__"
 SAVE = "__ctinstrument_save__"
 RESTORE = "__ctinstrument_restore__"
 CATCH = "__ctinstrument_catch__"
-PROBE_NAMES = (STEP, CALL, RETURN, UNWIND, YIELD, RESUME, STORE, DELETE, SAVE, RESTORE, CATCH)
+MUTATE = "__ctinstrument_mutate__"
+PROBE_NAMES = (STEP, CALL, RETURN, UNWIND, YIELD, RESUME, STORE, DELETE, MUTATE, SAVE, RESTORE,
+               CATCH)
 
 # Flags of a line site (``ProbeRegistry.line_site``).
 SITE_FORCED = 1  # reaching the site is a line event even if the line did not change
-SITE_RUNS_CODE = 2  # the site's line calls or stores into an object: it may change values
-                    # in place (see ``instructions.runs_code``)
+SITE_RUNS_CODE = 2  # the site's line may run other code (see ``instructions.runs_code``)
 
 CO_NEWLOCALS = 0x02
 CO_VARARGS = 0x04
@@ -55,6 +57,10 @@ NAME_STORES = {"STORE_FAST": "frame", "STORE_DEREF": "frame", "STORE_NAME": "nam
                "STORE_GLOBAL": "global"}
 NAME_DELETES = {"DELETE_FAST": "frame", "DELETE_DEREF": "frame", "DELETE_NAME": "name",
                 "DELETE_GLOBAL": "global"}
+# Stores into an object: opcode -> stack depth of the object being changed.
+OBJECT_STORES = {"STORE_ATTR": 1, "DELETE_ATTR": 1, "STORE_SUBSCR": 2, "DELETE_SUBSCR": 2,
+                 "STORE_SLICE": 3}
+
 # Frame kinds, for the registry.
 FUNCTION_FRAME = "function"
 MODULE_FRAME = "module"
@@ -287,6 +293,11 @@ def _store_probe(item, stores, restores, index):
         return [] if site is None else ins.call_with_consts(DELETE, site)
     if name == "LOAD_FAST_AND_CLEAR":
         return ins.call_with_consts(SAVE, stores.site(_variable_name(item), "frame"))
+    if name in OBJECT_STORES:
+        try:
+            return ins.call_with_stack_item(MUTATE, OBJECT_STORES[name], stores.fid)
+        except InstrumentationError:
+            return []
     return []
 
 

@@ -147,10 +147,12 @@ class ValueEncoder:
         self._false = {"kind": "Bool", "b": False, "type_id": self.bool_type}
         self._types = {}
 
-    def encode(self, value, depth=0):
-        """Return the value record of ``value``; never raises (failures become ``Error``)."""
+    def encode(self, value, depth=0, seen=None):
+        """Return the value record of ``value``; never raises (failures become ``Error``).
+
+        ``seen``: a dict that receives the id() of every container and object shown."""
         try:
-            return self._encode(value, depth, {})
+            return self._encode(value, depth, {} if seen is None else seen)
         except RecursionError:
             return {"kind": "Error", "msg": "too deep to capture", "type_id": self.error_type}
         except Exception as exc:
