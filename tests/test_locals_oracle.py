@@ -1,0 +1,554 @@
+"""What CodeTracer shows as the locals of each step equals ``f_locals`` at the same line event.
+
+The trace side is ../shared/tools/ct_locals.py (the backend's reading of the trace, quirks
+included); the oracle is locals_oracle.py (the program run plainly under ``sys.settrace``,
+``f_locals`` encoded by ``ValueEncoder`` as each line event arrives).  After dropping entry
+steps, the steps must be the oracle's line events one to one, with equal locals.  Records are
+compared with their type ids replaced by the type (``lang_type`` and, for a Struct, its field
+names) and without the ``address`` of a ``Reference``: both differ between runs.
+"""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tracetools import (DEFINITIONS, SHARED, child_env, kind, load_events, record, run_plain,
+                        write_program)
+
+ORACLE = Path(__file__).resolve().parent / "locals_oracle.py"
+TOOLS = SHARED / "tools"
+
+PROGRAMS = {
+    "assignments": """
+        def main():
+            a = 1
+            b = "two"
+            a += 41
+            a, b = b, a
+            first, *rest = [1, 2, 3, 4]
+            (p, q), r = (5, 6), 7
+            if (n := len(rest)) > 1:
+                n -= 1
+            x = y = [n]
+            password = "hunter2"
+            config = {"token": "t0k", "user": "me"}
+            del first
+            del x
+            return a, b, rest, p, q, r, n, y, len(password), len(config)
+        print(main())
+    """,
+    "control_flow_bindings": """
+        class Box:
+            def __enter__(self):
+                return self
+            def __exit__(self, *exc):
+                return False
+        def main():
+            total = 0
+            for i in range(3):
+                total += i
+            for key, value in {"a": 1, "b": 2}.items():
+                total += value
+            with Box() as box:
+                inside = box
+            try:
+                raise ValueError("bad")
+            except ValueError as err:
+                caught = str(err)
+            after = caught
+            while total > 4:
+                total -= 2
+            return total, after, inside is box
+        print(main())
+    """,
+    "scopes_and_cells": """
+        counter = 0
+        def bump():
+            global counter
+            counter += 1
+        def make():
+            count = 0
+            def inc(step):
+                nonlocal count
+                count += step
+                return count
+            inc(2)
+            inc(3)
+            return inc, count
+        bump()
+        inc, total = make()
+        bump()
+        later = inc(10)
+        print(counter, total, later)
+    """,
+    "list_in_place": """
+        def main():
+            xs = [3, 1, 2]
+            xs.append(4)
+            xs.extend([7, 5])
+            xs.sort()
+            xs[0] = 10
+            del xs[0]
+            xs[1:3] = ["a", "b", "c"]
+            del xs[::2]
+            xs.insert(0, None)
+            xs.pop()
+            xs.reverse()
+            xs += [8]
+            xs *= 2
+            xs.clear()
+            return xs
+        print(main())
+    """,
+    "dict_and_set_in_place": """
+        def main():
+            d = {"a": 1, "b": 2}
+            d.update(c=3)
+            d["a"] = 100
+            d.setdefault("e", [])
+            d.setdefault("a", 0)
+            d["e"].append(1)
+            del d["b"]
+            d.pop("c")
+            d |= {"z": 26}
+            s = {1, 2}
+            s.add(3)
+            s.discard(1)
+            s.discard(99)
+            s |= {7}
+            s.remove(2)
+            return d, s
+        print(main())
+    """,
+    "object_attributes": """
+        class Item:
+            def __init__(self, name):
+                self.name = name
+                self.tags = []
+            def rename(self, name):
+                self.name = name
+            @property
+            def label(self):
+                return self.name.upper()
+            @label.setter
+            def label(self, text):
+                self.name = text.lower()
+        def main():
+            item = Item("a")
+            item.rename("b")
+            setattr(item, "count", 3)
+            item.label = "LOUD"
+            item.tags.append("x")
+            grid = [[0] * 3 for _ in range(2)]
+            grid[1][2] = 5
+            row = grid[0]
+            row[0] = 1
+            return item.label, grid
+        print(main())
+    """,
+    "callee_and_alias_mutations": """
+        import bisect
+        import random
+        def fill(target, n):
+            for i in range(n):
+                target.append(i)
+        def main():
+            xs = []
+            fill(xs, 3)
+            ys = xs
+            ys.append(2)
+            random.seed(1)
+            random.shuffle(xs)
+            bisect.insort(ys, 1)
+            table = {"k": xs}
+            table["k"].append(9)
+            pair = [xs, xs]
+            pair[1].append(0)
+            return xs, ys, table, pair
+        print(main())
+    """,
+    "callbacks_from_c": """
+        import functools
+        def main():
+            seen = []
+            def key(v):
+                seen.append(v)
+                return -v
+            ordered = sorted([2, 3, 1], key=key)
+            log = []
+            def add(acc, v):
+                log.append(acc)
+                return acc + v
+            total = functools.reduce(add, [1, 2, 3], 0)
+            doubled = list(map(lambda v: log.append(v) or v * 2, [4, 5]))
+            return ordered, seen, total, log, doubled
+        print(main())
+    """,
+    "generators": """
+        def producer(out):
+            out.append("start")
+            got = yield 1
+            out.append(got)
+            yield 2
+            out.append("end")
+            return "done"
+        def delegate(out):
+            result = yield from producer(out)
+            out.append(result)
+            yield 3
+        def main():
+            log = []
+            gen = delegate(log)
+            first = next(gen)
+            second = gen.send("hi")
+            third = next(gen)
+            rest = list(gen)
+            squares = (v * v for v in range(3))
+            total = sum(squares)
+            return first, second, third, rest, total, log
+        print(main())
+    """,
+    "calls_at_depth": """
+        def fact(n):
+            if n <= 1:
+                return 1
+            rest = fact(n - 1)
+            return n * rest
+        def outer(a):
+            b = inner(a + 1)
+            return b
+        def inner(c):
+            d = c * 2
+            return d
+        def main():
+            r = fact(4)
+            s = outer(1)
+            return r + s
+        print(main())
+    """,
+    "module_and_class_bodies": """
+        import os
+        LIMIT = 3
+        names = ["a"]
+        class Config:
+            size = LIMIT * 2
+            flags = []
+            flags.append("x")
+            def method(self):
+                return self.size
+            label = "cfg"
+        names.append("b")
+        cfg = Config()
+        total = cfg.method() + LIMIT
+        LIMIT = 4
+        del names
+        print(total, LIMIT, os.sep)
+    """,
+    "comprehensions": """
+        def main():
+            k = 10
+            squares = [k + v for v in range(3)]
+            v = "outer"
+            pairs = {v: w for v, w in [(1, 2)]}
+            multi = [
+                a * b
+                for a in range(2)
+                for b in range(2)
+            ]
+            return squares, pairs, v, multi
+        top = [t * 2 for t in range(2)]
+        print(main(), top)
+    """,
+    "bounded_values": """
+        def main():
+            big = list(range(150))
+            big.append(-1)
+            keys = {i: str(i) for i in range(120)}
+            text = "x" * 1500
+            deep = [[[[1]]]]
+            deep[0][0][0].append(2)
+            return len(big), len(keys), len(text)
+        print(main())
+    """,
+    "exceptions": """
+        def fail(n):
+            local = n * 2
+            raise KeyError(local)
+        def middle(n):
+            marker = "m"
+            return fail(n)
+        def main():
+            out = []
+            try:
+                middle(1)
+            except KeyError as exc:
+                out.append(exc.args[0])
+            try:
+                try:
+                    middle(2)
+                finally:
+                    out.append("finally")
+            except LookupError:
+                out.append("outer")
+            return out
+        print(main())
+    """,
+}
+
+# A larger program: a stack-machine interpreter running an inventory simulation.
+INVENTORY = """
+    from collections import namedtuple
+
+    Order = namedtuple("Order", "sku qty")
+    PRICES = {"apple": 3, "pear": 5, "plum": 2}
+
+
+    class Stock:
+        def __init__(self):
+            self.levels = {}
+            self.history = []
+
+        def receive(self, sku, qty):
+            self.levels[sku] = self.levels.get(sku, 0) + qty
+            self.history.append(("in", sku, qty))
+
+        def ship(self, order):
+            have = self.levels.get(order.sku, 0)
+            if have < order.qty:
+                raise ValueError("short of %s" % order.sku)
+            self.levels[order.sku] = have - order.qty
+            self.history.append(("out", order.sku, order.qty))
+            return PRICES[order.sku] * order.qty
+
+
+    class Machine:
+        def __init__(self, stock):
+            self.stack = []
+            self.stock = stock
+            self.revenue = 0
+            self.errors = []
+
+        def run(self, program):
+            pc = 0
+            while pc < len(program):
+                op, *args = program[pc]
+                handler = getattr(self, "op_" + op)
+                jump = handler(*args)
+                pc = jump if jump is not None else pc + 1
+            return self.revenue
+
+        def op_push(self, value):
+            self.stack.append(value)
+
+        def op_receive(self, sku):
+            qty = self.stack.pop()
+            self.stock.receive(sku, qty)
+
+        def op_ship(self, sku):
+            qty = self.stack.pop()
+            try:
+                self.revenue += self.stock.ship(Order(sku, qty))
+            except ValueError as exc:
+                self.errors.append(str(exc))
+
+        def op_dec(self):
+            top = self.stack[-1]
+            self.stack[-1] = top - 1
+
+        def op_jnz(self, target):
+            if self.stack[-1] != 0:
+                return target
+            self.stack.pop()
+            return None
+
+
+    def summarise(stock):
+        totals = {}
+        for kind, sku, qty in stock.history:
+            key = (kind, sku)
+            totals[key] = totals.get(key, 0) + qty
+        ranked = sorted(totals.items(), key=lambda item: -item[1])
+        return ranked[:3]
+
+
+    def main():
+        stock = Stock()
+        machine = Machine(stock)
+        program = [
+            ("push", 10), ("receive", "apple"),
+            ("push", 4), ("receive", "pear"),
+            ("push", 3), ("ship", "apple"),
+            ("push", 9), ("ship", "pear"),
+            ("push", 2),
+            ("push", 1), ("ship", "apple"),
+            ("dec",), ("jnz", 9),
+        ]
+        revenue = machine.run(program)
+        best = summarise(stock)
+        levels = dict(stock.levels)
+        levels["plum"] = levels.get("plum", 0)
+        return revenue, best, levels, machine.errors
+
+
+    if __name__ == "__main__":
+        print(main())
+"""
+
+
+def _oracle(script, root):
+    """The program's stdout under the oracle, and its line events:
+    (stdout, [(path, line, {name: normalised record})])."""
+    out = root.parent / "oracle-locals.json"
+    result = subprocess.run([sys.executable, str(ORACLE), str(out), str(root), str(script)],
+                            cwd=root, capture_output=True, text=True, env=child_env(),
+                            timeout=300)
+    assert out.is_file(), "the oracle wrote nothing:\n" + result.stderr
+    with open(out) as handle:
+        data = json.load(handle)
+    types = data["types"]
+    return result.stdout, [
+        (path, line, {name: _normal(value, types) for name, value in shown.items()})
+        for path, line, shown in data["lines"]]
+
+
+def _trace_types(events):
+    """Type id -> [lang_type, field names or None], from the trace's Type events."""
+    types = []
+    for event in events:
+        if kind(event) == "Type":
+            body = event["Type"]
+            info = body["specific_info"]
+            fields = [f["name"] for f in info["fields"]] if info["kind"] == "Struct" else None
+            types.append([body["lang_type"], fields])
+    return types
+
+
+def _entry_steps(events):
+    """Indices (among Step events) of the entry steps: a Step whose next non-definition
+    event is a Call."""
+    entries = set()
+    step = -1
+    pending = None  # index of the last Step, until the next non-definition event
+    for event in events:
+        name = kind(event)
+        if name in DEFINITIONS:
+            continue
+        if pending is not None and name == "Call":
+            entries.add(pending)
+        pending = None
+        if name == "Step":
+            step += 1
+            pending = step
+    return entries
+
+
+def _shown_steps(trace_dir, root):
+    """What CodeTracer shows at each non-entry step under ``root``:
+    [(step index, path, line, {name: normalised record})]."""
+    if not (TOOLS / "ct_locals.py").is_file():
+        pytest.skip("ct_locals.py not found at %s (../shared is absent)" % TOOLS)
+    spec = importlib.util.spec_from_file_location("ct_locals", TOOLS / "ct_locals.py")
+    ct_locals = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ct_locals)
+    events = load_events(trace_dir)
+    threads = {e[kind(e)] for e in events if kind(e) in ("ThreadStart", "ThreadSwitch")}
+    assert len(threads) <= 1, "single-threaded programs only"
+    with open(os.path.join(trace_dir, "trace_paths.json")) as handle:
+        paths = json.load(handle)
+    types = _trace_types(events)
+    entries = _entry_steps(events)
+    prefix = os.path.realpath(root) + os.sep
+    shown = []
+    for row in ct_locals.steps_with_locals(events, paths):
+        path = os.path.realpath(row["path"])
+        if row["step"] not in entries and path.startswith(prefix):
+            shown.append((row["step"], path, row["line"],
+                          {name: _normal(v, types) for name, v in row["locals"].items()}))
+    return shown
+
+
+def _normal(value, types):
+    """``value`` with each ``type_id`` replaced by ``type`` ([lang_type, fields]) and no
+    ``address`` in a Reference."""
+    if isinstance(value, list):
+        return [_normal(item, types) for item in value]
+    if not isinstance(value, dict):
+        return value
+    result = {}
+    for key, item in value.items():
+        if key == "type_id":
+            result["type"] = types[item] if 0 <= item < len(types) else ["?", item]
+        elif not (key == "address" and value.get("kind") == "Reference"):
+            result[key] = _normal(item, types)
+    return result
+
+
+def _short(value):
+    """A record as JSON, cut to a readable length."""
+    text = json.dumps(value, sort_keys=True)
+    return text if len(text) <= 300 else text[:300] + "..."
+
+
+def _first_difference(shown, oracle):
+    """A message for the first position where the steps and the line events differ, or
+    None when they are equal."""
+    differing = sum(got != want for (_s, _p, _l, got), (_op, _ol, want) in zip(shown, oracle))
+    for index, ((step, path, line, got), (o_path, o_line, want)) in enumerate(
+            zip(shown, oracle)):
+        if (path, line) != (o_path, o_line):
+            return ("line events diverge at index %d: trace step %d is %s:%d, settrace has "
+                    "%s:%d" % (index, step, path, line, o_path, o_line))
+        if got != want:
+            names = sorted(set(got) | set(want))
+            details = []
+            for name in names:
+                if name not in want:
+                    details.append("  %s only in trace: %s" % (name, _short(got[name])))
+                elif name not in got:
+                    details.append("  %s only in f_locals: %s" % (name, _short(want[name])))
+                elif got[name] != want[name]:
+                    details.append("  %s differs:\n    trace:    %s\n    f_locals: %s"
+                                   % (name, _short(got[name]), _short(want[name])))
+            return ("locals differ at index %d (trace step %d), %s:%d (%d of %d steps "
+                    "differ in all)\n%s" % (index, step, os.path.basename(path), line,
+                                             differing, len(oracle), "\n".join(details)))
+    if len(shown) != len(oracle):
+        return "%d steps in the trace, %d line events under settrace" % (len(shown),
+                                                                          len(oracle))
+    return None
+
+
+def _check(source, tmp_path):
+    """Record ``source`` (a program, indented) and run it under the oracle; fail at the first
+    step whose shown locals differ from ``f_locals``."""
+    root = tmp_path / "app"
+    root.mkdir()
+    script = write_program(root, textwrap.dedent(source))
+    plain = run_plain(script, cwd=root)
+    recorded = record(script, tmp_path / "trace", cwd=root)
+    assert recorded.returncode == plain.returncode == 0, recorded.stderr + plain.stderr
+    assert recorded.stdout == plain.stdout
+    # Reading f_locals can change what a program does (3.12 and older): the oracle must
+    # have seen the same run.
+    oracle_stdout, oracle = _oracle(script, root)
+    assert oracle_stdout == plain.stdout
+    shown = _shown_steps(tmp_path / "trace", root)
+    assert len(oracle) > 3
+    difference = _first_difference(shown, oracle)
+    if difference is not None:
+        pytest.fail(difference)
+
+
+@pytest.mark.parametrize("name", sorted(PROGRAMS))
+def test_shown_locals_equal_f_locals(name, tmp_path):
+    _check(PROGRAMS[name], tmp_path)
+
+
+def test_shown_locals_equal_f_locals_inventory_interpreter(tmp_path):
+    _check(INVENTORY, tmp_path)
