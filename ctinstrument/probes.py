@@ -35,6 +35,7 @@ instrumented code reaches them by name (cacheable bytecode, see PITFALLS.md).
 """
 
 import builtins
+import operator
 import sys
 import threading
 import types
@@ -43,6 +44,7 @@ import orjson
 
 from . import rewriter
 from .instructions import UNPROBED_DELEGATION, UNSEEN_RESUME_KEEPS_LINE
+from .values import plain_instance_dict
 from .isolation import PRIVATE_BUILTINS as __builtins__  # noqa: F401 (see isolation.py)
 
 _enabled = False
@@ -87,6 +89,11 @@ _DROP_VARIABLES = b'{"DropVariables":[%s]}'
 _INT_VALUE = b'{"kind":"Int","i":%d,"type_id":%d}'
 _STRING_VALUE = b'{"kind":"String","text":%s,"type_id":%d}'
 _new_place = None
+_items = 100  # Limits.items of the encoder (bind sets it)
+_scalars = _KEEP.issuperset
+# Class -> getter of its instances' __dict__ when that alone is what they show, or None.
+_plain_classes = {}
+_is = operator.is_
 # Site flags (rewriter.SITE_FORCED, rewriter.SITE_RUNS_CODE).
 _FORCED = rewriter.SITE_FORCED
 _RUNS_CODE = rewriter.SITE_RUNS_CODE
@@ -160,7 +167,7 @@ def bind(recorder, gated=False):
     global _recorder, _sites, _root_sites, _stores, _functions, _buffer, _append, _limit
     global _encode, _gated
     global _sent_variable, _lost_return, _enabled, _redacted, _int_type, _str_type, _short_string
-    global _new_place
+    global _new_place, _items
     _recorder = recorder
     _gated = gated
     _sites = recorder.sites
@@ -174,6 +181,7 @@ def bind(recorder, gated=False):
     _int_type = recorder.encoder.int_type
     _str_type = recorder.encoder.str_type
     _short_string = recorder.encoder.limits.string
+    _items = recorder.encoder.limits.items
     _redacted = recorder.redacted
     _sent_variable = recorder.variable_id("<sent>")
     _lost_return = {"Return": {"return_value": recorder.encoder.lost_frame_value()}}
@@ -410,22 +418,62 @@ def _locals_of(frame, fid):
 def _encoded(vid, value):
     """What ShadowFrame.shown keeps of ``value``: (value record as JSON bytes, the value if
     it is immutable else ``_MUTABLE``, the ids of the containers and objects the record
-    shows (a dict) or None)."""
+    shows (a dict) or None, a ``_flat`` snapshot or None)."""
     if vid in _redacted:
-        return _dumps(_recorder.redacted_value(vid)), _MUTABLE, None
+        return _dumps(_recorder.redacted_value(vid)), _MUTABLE, None, None
     cls = type(value)
     # Fast paths for the commonest values, byte-for-byte what the encoder would produce.
     if cls is int and -_I64 <= value < _I64:
-        return _INT_VALUE % (value, _int_type), value, None
+        return _INT_VALUE % (value, _int_type), value, None, None
     if cls is str and len(value) <= _short_string:
         try:
-            return _STRING_VALUE % (_dumps(value), _str_type), value, None
+            return _STRING_VALUE % (_dumps(value), _str_type), value, None, None
         except TypeError:  # lone surrogates: the encoder escapes them
             pass
     if cls in _KEEP:
-        return _dumps(_encode(value)), value, None
+        return _dumps(_encode(value)), value, None, None
     seen = {}
-    return _dumps(_encode(value, 0, seen)), _MUTABLE, seen
+    return _dumps(_encode(value, 0, seen)), _MUTABLE, seen, _flat(value, cls)
+
+
+def _flat(value, cls):
+    """A snapshot of a list, tuple, dict or plain object (see plain_instance_dict) whose
+    shown items are all immutable scalars (``_KEEP``), or None: the same type, length, keys
+    and item objects (compared by identity, see _same) mean the same encoding.  Holding the
+    scalars is harmless (no finalizers, and a held object's id cannot be reused)."""
+    if cls is list or cls is tuple:
+        items = value[:_items] if len(value) > _items else value
+        if _scalars(map(type, items)):
+            return cls, len(value), tuple(items)
+    elif cls is dict and len(value) <= _items:
+        if _scalars(map(type, value)) and _scalars(map(type, value.values())):
+            return cls, len(value), tuple(value), tuple(value.values())
+    else:
+        getter = _plain_classes.get(cls, _MUTABLE)
+        if getter is _MUTABLE:
+            getter = _plain_classes[cls] = plain_instance_dict(cls)
+        if getter is not None:
+            namespace = getter(value, cls)
+            if type(namespace) is dict and len(namespace) <= _items \
+                    and _scalars(map(type, namespace.values())):
+                return cls, len(namespace), tuple(namespace), tuple(namespace.values())
+    return None
+
+
+def _same(value, snapshot):
+    """Whether ``value`` still matches its ``_flat`` snapshot (no user code runs)."""
+    kind = snapshot[0]
+    if type(value) is not kind:
+        return False
+    if kind is not dict and kind is not list and kind is not tuple:  # an object: its __dict__
+        value = _plain_classes[kind](value, kind)
+        kind = dict
+    if len(value) != snapshot[1]:
+        return False
+    if kind is dict:
+        return all(map(_is, value, snapshot[2])) and all(map(_is, value.values(), snapshot[3]))
+    items = value[:_items] if len(value) > _items else value
+    return all(map(_is, items, snapshot[2]))
 
 
 def _containing(shown, ids):
@@ -493,11 +541,13 @@ def _reconcile(frame, parts, vids):
                 parts.append(_DROP_VARIABLE % vid)
             continue
         known = shown.get(vid)
-        if known is not None and known[1] is value:
+        if known is not None and (known[1] is value or known[3] is not None
+                                  and _same(value, known[3])):
             data = known[0]
             changed = False
-            if type(value) not in _KEEP and vid not in places:
-                shown[vid] = (data, _MUTABLE, known[2])  # an argument's, kept from its Call
+            if known[1] is value and type(value) not in _KEEP and vid not in places:
+                # An argument's encoding, kept from its Call.
+                shown[vid] = (data, _MUTABLE, known[2], known[3])
         else:
             entry = _encoded(vid, value)
             data = entry[0]
@@ -570,7 +620,7 @@ def _open(stack, fid, args, frame):
         entry = _encoded(vid, value)
         data = entry[0]
         if vid in frame.variables:  # nothing runs before the first step: reuse it there
-            shown[vid] = (data, value, entry[2])
+            shown[vid] = (data, value, entry[2], entry[3])
         encoded.append({"variable_id": vid, "value": _Fragment(data)})
     call = {"Call": {"function_id": fid, "args": encoded}}
     caller = stack[-1] if stack else None

@@ -107,6 +107,19 @@ def _instance_dict(value, cls):
     return namespace if type(namespace) is dict else None
 
 
+def plain_instance_dict(cls):
+    """For a class whose instances are shown by their ``__dict__`` alone (the interpreter's
+    own descriptor, no slots, not a container, enum or named tuple): the getter of that
+    dict; else None."""
+    if issubclass(cls, (dict, list, tuple, set, frozenset, enum.Enum, BaseException, type)) \
+            or cls is collections.deque or _slot_names(cls):
+        return None
+    descriptor = _class_attribute(cls, "__dict__")
+    if type(descriptor) is not _GetSet:
+        return None
+    return descriptor.__get__
+
+
 def _slot_names(cls):
     names = []
     for klass in _type_mro(cls):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tracetools import (DEFINITIONS, SHARED, child_env, kind, load_events, record, run_plain,
+from tracetools import (ENTRY_GAP, SHARED, child_env, kind, load_events, record, run_plain,
                         write_program)
 
 ORACLE = Path(__file__).resolve().parent / "locals_oracle.py"
@@ -430,14 +430,14 @@ def _trace_types(events):
 
 
 def _entry_steps(events):
-    """Indices (among Step events) of the entry steps: a Step whose next non-definition
-    event is a Call."""
+    """Indices (among Step events) of the entry steps: a Step whose next event, ENTRY_GAP
+    aside, is a Call."""
     entries = set()
     step = -1
     pending = None  # index of the last Step, until the next non-definition event
     for event in events:
         name = kind(event)
-        if name in DEFINITIONS:
+        if name in ENTRY_GAP:
             continue
         if pending is not None and name == "Call":
             entries.add(pending)

@@ -20,6 +20,9 @@ CHECKER = SHARED / "tools" / "ct_trace_check.py"
 CORPUS = SHARED / "corpus"
 DRIVER = Path(__file__).resolve().parent / "settrace_driver.py"
 DEFINITIONS = {"Path", "Function", "Type", "VariableName"}
+# What may stand between an entry step and its Call: definitions, and the caller's bindings
+# dropped for the call's duration (probes.py).
+ENTRY_GAP = DEFINITIONS | {"DropVariables"}
 
 
 def child_env(**extra):
@@ -66,7 +69,7 @@ def kind(event):
 def steps_by_thread(events, root=None):
     """Line steps (entry steps left out) per thread, as {thread: [(realpath, line), ...]}.
 
-    An entry step is the Step immediately followed (definitions aside) by a Call.  With
+    An entry step is the Step immediately followed (ENTRY_GAP aside) by a Call.  With
     ``root``, only steps in files under that directory are kept.
     """
     prefix = os.path.realpath(root) + os.sep if root else None
@@ -76,7 +79,7 @@ def steps_by_thread(events, root=None):
     for index in range(len(events) - 1, -1, -1):
         following[index] = upcoming
         name = kind(events[index])
-        if name not in DEFINITIONS:
+        if name not in ENTRY_GAP:
             upcoming = name
     paths = []
     threads = {}
