@@ -8,7 +8,6 @@ compared with their type ids replaced by the type (``lang_type`` and, for a Stru
 names) and without the ``address`` of a ``Reference``: both differ between runs.
 """
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -18,11 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from tracetools import (ENTRY_GAP, SHARED, child_env, kind, load_events, record, run_plain,
-                        write_program)
+from tracetools import (ENTRY_GAP, child_env, kind, load_events, load_paths, record, run_plain,
+                        shown_locals, write_program)
 
 ORACLE = Path(__file__).resolve().parent / "locals_oracle.py"
-TOOLS = SHARED / "tools"
 
 PROGRAMS = {
     "assignments": """
@@ -451,21 +449,14 @@ def _entry_steps(events):
 def _shown_steps(trace_dir, root):
     """What CodeTracer shows at each non-entry step under ``root``:
     [(step index, path, line, {name: normalised record})]."""
-    if not (TOOLS / "ct_locals.py").is_file():
-        pytest.skip("ct_locals.py not found at %s (../shared is absent)" % TOOLS)
-    spec = importlib.util.spec_from_file_location("ct_locals", TOOLS / "ct_locals.py")
-    ct_locals = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ct_locals)
     events = load_events(trace_dir)
     threads = {e[kind(e)] for e in events if kind(e) in ("ThreadStart", "ThreadSwitch")}
     assert len(threads) <= 1, "single-threaded programs only"
-    with open(os.path.join(trace_dir, "trace_paths.json")) as handle:
-        paths = json.load(handle)
     types = _trace_types(events)
     entries = _entry_steps(events)
     prefix = os.path.realpath(root) + os.sep
     shown = []
-    for row in ct_locals.steps_with_locals(events, paths):
+    for row in shown_locals(events, load_paths(trace_dir)):
         path = os.path.realpath(row["path"])
         if row["step"] not in entries and path.startswith(prefix):
             shown.append((row["step"], path, row["line"],

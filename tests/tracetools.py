@@ -5,6 +5,7 @@ program, see settrace_driver.py) and ``assert_conformant`` (the shared conforman
 ../shared/tools/ct_trace_check.py, run with --strict).
 """
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -17,6 +18,7 @@ REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "fixtures"
 SHARED = REPO.parent / "shared"
 CHECKER = SHARED / "tools" / "ct_trace_check.py"
+LOCALS_TOOL = SHARED / "tools" / "ct_locals.py"
 CORPUS = SHARED / "corpus"
 DRIVER = Path(__file__).resolve().parent / "settrace_driver.py"
 DEFINITIONS = {"Path", "Function", "Type", "VariableName"}
@@ -60,6 +62,23 @@ def record(target, out_dir, args=(), options=(), cwd=None, module=False, flags=(
 def load_events(trace_dir):
     with open(os.path.join(trace_dir, "trace.json"), "rb") as handle:
         return json.load(handle)
+
+
+def load_paths(trace_dir):
+    with open(os.path.join(trace_dir, "trace_paths.json"), "rb") as handle:
+        return json.load(handle)
+
+
+def shown_locals(events, paths):
+    """What CodeTracer shows as the locals of each step: the dicts of
+    ``../shared/tools/ct_locals.py`` (``{"step", "path", "line", "locals"}``, one per Step,
+    entry steps included); skips if ../shared is not there."""
+    if not LOCALS_TOOL.is_file():
+        pytest.skip("ct_locals.py not found at %s (../shared is absent)" % LOCALS_TOOL)
+    spec = importlib.util.spec_from_file_location("ct_locals", LOCALS_TOOL)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return list(tool.steps_with_locals(events, paths))
 
 
 def kind(event):
