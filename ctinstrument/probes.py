@@ -35,7 +35,6 @@ instrumented code reaches them by name (cacheable bytecode, see PITFALLS.md).
 """
 
 import builtins
-import operator
 import sys
 import threading
 import types
@@ -90,10 +89,11 @@ _INT_VALUE = b'{"kind":"Int","i":%d,"type_id":%d}'
 _STRING_VALUE = b'{"kind":"String","text":%s,"type_id":%d}'
 _new_place = None
 _items = 100  # Limits.items of the encoder (bind sets it)
+_depth = 3  # Limits.depth of the encoder (bind sets it)
 _scalars = _KEEP.issuperset
+_Function = types.FunctionType
 # Class -> getter of its instances' __dict__ when that alone is what they show, or None.
 _plain_classes = {}
-_is = operator.is_
 # Site flags (rewriter.SITE_FORCED, rewriter.SITE_RUNS_CODE).
 _FORCED = rewriter.SITE_FORCED
 _RUNS_CODE = rewriter.SITE_RUNS_CODE
@@ -167,7 +167,7 @@ def bind(recorder, gated=False):
     global _recorder, _sites, _root_sites, _stores, _functions, _buffer, _append, _limit
     global _encode, _gated
     global _sent_variable, _lost_return, _enabled, _redacted, _int_type, _str_type, _short_string
-    global _new_place, _items
+    global _new_place, _items, _depth
     _recorder = recorder
     _gated = gated
     _sites = recorder.sites
@@ -182,6 +182,7 @@ def bind(recorder, gated=False):
     _str_type = recorder.encoder.str_type
     _short_string = recorder.encoder.limits.string
     _items = recorder.encoder.limits.items
+    _depth = recorder.encoder.limits.depth
     _redacted = recorder.redacted
     _sent_variable = recorder.variable_id("<sent>")
     _lost_return = {"Return": {"return_value": recorder.encoder.lost_frame_value()}}
@@ -418,7 +419,8 @@ def _locals_of(frame, fid):
 def _encoded(vid, value):
     """What ShadowFrame.shown keeps of ``value``: (value record as JSON bytes, the value if
     it is immutable else ``_MUTABLE``, the ids of the containers and objects the record
-    shows (a dict) or None, a ``_flat`` snapshot or None)."""
+    shows (a dict) or None, its ``_fingerprint`` or None: taken only once the value was
+    found unchanged, so values that change at every check never pay for it)."""
     if vid in _redacted:
         return _dumps(_recorder.redacted_value(vid)), _MUTABLE, None, None
     cls = type(value)
@@ -433,47 +435,115 @@ def _encoded(vid, value):
     if cls in _KEEP:
         return _dumps(_encode(value)), value, None, None
     seen = {}
-    return _dumps(_encode(value, 0, seen)), _MUTABLE, seen, _flat(value, cls)
+    return _dumps(_encode(value, 0, seen)), _MUTABLE, seen, None
 
 
-def _flat(value, cls):
-    """A snapshot of a list, tuple, dict or plain object (see plain_instance_dict) whose
-    shown items are all immutable scalars (``_KEEP``), or None: the same type, length, keys
-    and item objects (compared by identity, see _same) mean the same encoding.  Holding the
-    scalars is harmless (no finalizers, and a held object's id cannot be reused)."""
-    if cls is list or cls is tuple:
-        items = value[:_items] if len(value) > _items else value
-        if _scalars(map(type, items)):
-            return cls, len(value), tuple(items)
-    elif cls is dict and len(value) <= _items:
-        if _scalars(map(type, value)) and _scalars(map(type, value.values())):
-            return cls, len(value), tuple(value), tuple(value.values())
-    else:
-        getter = _plain_classes.get(cls, _MUTABLE)
-        if getter is _MUTABLE:
-            getter = _plain_classes[cls] = plain_instance_dict(cls)
-        if getter is not None:
-            namespace = getter(value, cls)
-            if type(namespace) is dict and len(namespace) <= _items \
-                    and _scalars(map(type, namespace.values())):
-                return cls, len(namespace), tuple(namespace), tuple(namespace.values())
+def _fingerprint(value):
+    """What the encoding of ``value`` depends on, cheaper to take than the encoding: (a
+    list of ints, the scalars it names), or None when ``value`` holds something it cannot
+    describe.  Equal int lists mean an equal encoding: scalars count by identity (they are
+    held, so their ids cannot be reused), containers and plain objects by type, length,
+    keys and items, within the encoder's limits; no user code runs."""
+    ids = []
+    held = []
+    try:
+        if _walk(value, 0, ids, held, {}):
+            return ids, held
+    except Exception:  # RecursionError, or a container changed size while walked
+        pass
     return None
 
 
-def _same(value, snapshot):
-    """Whether ``value`` still matches its ``_flat`` snapshot (no user code runs)."""
-    kind = snapshot[0]
-    if type(value) is not kind:
-        return False
-    if kind is not dict and kind is not list and kind is not tuple:  # an object: its __dict__
-        value = _plain_classes[kind](value, kind)
-        kind = dict
-    if len(value) != snapshot[1]:
-        return False
-    if kind is dict:
-        return all(map(_is, value, snapshot[2])) and all(map(_is, value.values(), snapshot[3]))
-    items = value[:_items] if len(value) > _items else value
-    return all(map(_is, items, snapshot[2]))
+def _walk(value, depth, ids, held, seen):
+    cls = type(value)
+    if cls in _KEEP:
+        ids.append(id(value))
+        held.append(value)
+        return True
+    if cls is _Function:  # shown by name: its code object names it
+        code = value.__code__
+        ids.append(id(code))
+        held.append(code)
+        return True
+    if cls is _Module or cls is type:  # shown by name, and long-lived
+        ids.append(id(value))
+        return True
+    if depth >= _depth:  # shown as a Raw naming the type (and the length of a container)
+        ids.append(id(cls))
+        if cls is list or cls is tuple or cls is dict or cls is set or cls is frozenset:
+            ids.append(len(value))
+        elif _plain(cls) is None:
+            return False
+        return True
+    key = id(value)
+    index = seen.get(key)
+    if index is not None:  # shown as a Reference
+        ids.append(-1)
+        ids.append(index)
+        return True
+    seen[key] = len(seen)
+    ids.append(id(cls))
+    if cls is list or cls is tuple:
+        ids.append(len(value))
+        items = value[:_items] if len(value) > _items else value
+        if _scalars(map(type, items)):  # the common case, in C
+            ids.extend(map(id, items))
+            held.extend(items)
+            return True
+        for item in items:
+            if not _walk(item, depth + 1, ids, held, seen):
+                return False
+        return True
+    if cls is set or cls is frozenset:
+        ids.append(len(value))
+        count = 0
+        for item in value:
+            if count == _items:
+                break
+            count += 1
+            if not _walk(item, depth + 1, ids, held, seen):
+                return False
+        return True
+    if cls is not dict:
+        getter = _plain(cls)
+        if getter is None:
+            return False
+        value = getter(value, cls)
+        if type(value) is not dict:
+            return False
+    ids.append(len(value))
+    if len(value) <= _items and _scalars(map(type, value)) \
+            and _scalars(map(type, value.values())):  # the common case, in C
+        ids.extend(map(id, value))
+        ids.extend(map(id, value.values()))
+        held.extend(value)
+        held.extend(value.values())
+        return True
+    count = 0
+    for name, item in value.items():
+        if count == _items:
+            break
+        count += 1
+        if type(name) not in _KEEP:
+            return False
+        ids.append(id(name))
+        held.append(name)
+        if not _walk(item, depth + 1, ids, held, seen):
+            return False
+    return True
+
+
+def _plain(cls):
+    getter = _plain_classes.get(cls, _MUTABLE)
+    if getter is _MUTABLE:
+        getter = _plain_classes[cls] = plain_instance_dict(cls)
+    return getter
+
+
+def _same(value, fingerprint):
+    """Whether ``value`` still has ``fingerprint``."""
+    now = _fingerprint(value)
+    return now is not None and now[0] == fingerprint[0]
 
 
 def _containing(shown, ids):
@@ -541,17 +611,21 @@ def _reconcile(frame, parts, vids):
                 parts.append(_DROP_VARIABLE % vid)
             continue
         known = shown.get(vid)
-        if known is not None and (known[1] is value or known[3] is not None
-                                  and _same(value, known[3])):
+        if known is not None and known[1] is value:
             data = known[0]
             changed = False
-            if known[1] is value and type(value) not in _KEEP and vid not in places:
+            if type(value) not in _KEEP and vid not in places:
                 # An argument's encoding, kept from its Call.
-                shown[vid] = (data, _MUTABLE, known[2], known[3])
+                shown[vid] = (data, _MUTABLE, known[2], None)
+        elif known is not None and known[3] is not None and _same(value, known[3]):
+            data = known[0]
+            changed = False
         else:
             entry = _encoded(vid, value)
             data = entry[0]
             changed = known is None or known[0] != data
+            if not changed and entry[2] is not None:
+                entry = (data, _MUTABLE, entry[2], _fingerprint(value))
             shown[vid] = entry
             if changed and known is not None and known[2] is not None \
                     and id(value) in known[2]:
@@ -577,7 +651,12 @@ def step(site):
     try:
         window = _window
         fid, line, event, flags = _sites[site]
-        stack = _stack()
+        try:  # _stack, inlined
+            stack = _local.stack
+        except AttributeError:
+            stack = _thread_stack()
+        if stack.window != window:
+            _forget_frames(stack)
         frame = stack[-1] if stack else None
         if frame is None or frame.function_id != fid:
             frame = _resync(stack, fid, 2)
@@ -768,7 +847,13 @@ def store(value, site):
         return
     try:
         fid, vid, namespace = _stores[site]
-        _number, frame = _current_frame(fid)
+        try:  # _current_frame, inlined: this is the commonest probe
+            stack = _local.stack
+            frame = stack[-1]
+        except (AttributeError, IndexError):
+            frame = None
+        if frame is None or frame.function_id != fid or stack.window != _window:
+            _number, frame = _current_frame(fid)
         if namespace is not None:
             namespace[vid] = value
             if frame.variables is not namespace:
