@@ -97,6 +97,8 @@ _plain_classes = {}
 # Site flags (rewriter.SITE_FORCED, rewriter.SITE_RUNS_CODE).
 _FORCED = rewriter.SITE_FORCED
 _RUNS_CODE = rewriter.SITE_RUNS_CODE
+# id() of a mutable object -> its ObjectPlace, while a binding shows it.
+_object_places = {}
 # Shadow frames of suspended generators and coroutines, by id() of their frame object
 # (removed when the frame resumes or finishes, and at the end of a recording window).
 _suspended = {}
@@ -293,6 +295,7 @@ def end_window():
     _window += 1
     del _roots_running[:]
     _suspended.clear()
+    _object_places.clear()
 
 
 def reenter(frame):
@@ -549,7 +552,7 @@ def _same(value, fingerprint):
 def _containing(shown, ids):
     """Variables whose shown value contains (or is) an object of ``ids``."""
     return [vid for vid, entry in shown.items()
-            if entry[2] is not None and not entry[2].keys().isdisjoint(ids)]
+            if type(entry) is ObjectPlace and not entry.visited.keys().isdisjoint(ids)]
 
 
 def _changes(frame, parts):
@@ -585,9 +588,50 @@ def _changes(frame, parts):
     frame.dirty.clear()
 
 
+class ObjectPlace:
+    """The place of one mutable object, shared by every variable (of any frame) that holds
+    it, so a change made through one name or frame is written once and shown by all.
+
+    ``ident``: id() of the object (alive while a shadow frame holds it, so the id cannot be
+    reused while a binding shows this place); ``data``/``visited``: its last written
+    encoding and the ids of what that shows; ``fingerprint``: taken once the encoding was
+    found unchanged (see _fingerprint); ``bound``: bindings showing it (the entry is
+    forgotten at 0, which keeps ``_object_places`` as small as the live bindings)."""
+
+    __slots__ = ("ident", "place", "data", "visited", "fingerprint", "bound")
+
+    def __init__(self, ident, place, data, visited):
+        self.ident = ident
+        self.place = place
+        self.data = data
+        self.visited = visited
+        self.fingerprint = None
+        self.bound = 0
+
+
+def _release(shown, vid):
+    """Forget what ``shown`` had for ``vid``; an object place loses a binding."""
+    known = shown.pop(vid, None)
+    if type(known) is ObjectPlace:
+        known.bound -= 1
+        if known.bound <= 0 and _object_places.get(known.ident) is known:
+            del _object_places[known.ident]
+
+
+def _release_all(frame):
+    """A frame ended: its bindings no longer show their object places."""
+    for known in frame.shown.values():
+        if type(known) is ObjectPlace:
+            known.bound -= 1
+            if known.bound <= 0 and _object_places.get(known.ident) is known:
+                del _object_places[known.ident]
+    frame.shown.clear()
+
+
 def _reconcile(frame, parts, vids):
     """The events for ``vids`` (see _changes); returns the ids of the objects found changed
-    in place."""
+    in place.  Immutable values get a place per variable (compared by identity, then by
+    encoding); mutable ones the ObjectPlace of their object."""
     variables = frame.variables
     cells = frame.cells
     shown = frame.shown
@@ -603,43 +647,64 @@ def _reconcile(frame, parts, vids):
                 value = cell.cell_contents
             except ValueError:  # unbound
                 value = _MUTABLE
-        if value is _MUTABLE or namespace and type(value) is _Module:
+        cls = type(value)
+        if value is _MUTABLE or namespace and cls is _Module:
             place = places.pop(vid, None)
             if place is not None:
                 del frame.bindings[vid]
-                del shown[vid]
+                _release(shown, vid)
                 parts.append(_DROP_VARIABLE % vid)
             continue
         known = shown.get(vid)
-        if known is not None and known[1] is value:
-            data = known[0]
-            changed = False
-            if type(value) not in _KEEP and vid not in places:
-                # An argument's encoding, kept from its Call.
-                shown[vid] = (data, _MUTABLE, known[2], None)
-        elif known is not None and known[3] is not None and _same(value, known[3]):
-            data = known[0]
-            changed = False
-        else:
+        if cls in _KEEP or vid in _redacted:
+            if known is not None and type(known) is tuple and known[1] is value:
+                continue
             entry = _encoded(vid, value)
-            data = entry[0]
-            changed = known is None or known[0] != data
-            if not changed and entry[2] is not None:
-                entry = (data, _MUTABLE, entry[2], _fingerprint(value))
+            if type(known) is tuple and known[0] == entry[0]:
+                shown[vid] = entry
+                continue
+            if type(known) is not tuple:  # from an object's place to one of its own
+                _release(shown, vid)
+                place = None
+            else:
+                place = places.get(vid)
             shown[vid] = entry
-            if changed and known is not None and known[2] is not None \
-                    and id(value) in known[2]:
+            data = entry[0]
+            if place is None:
+                place = places[vid] = _new_place()
+                binding = frame.bindings[vid] = _VARIABLE_CELL % (vid, place)
+                parts.append(binding)
+            parts.append(_ASSIGN_CELL % (place, data))
+            continue
+        ident = id(value)
+        entry = known if type(known) is ObjectPlace and known.ident == ident \
+            else _object_places.get(ident)
+        assign = None
+        if entry is None:
+            data, _keep, visited, _fp = _encoded(vid, value)
+            entry = _object_places[ident] = ObjectPlace(ident, _new_place(), data, visited)
+            assign = _ASSIGN_CELL % (entry.place, data)  # after the binding
+        elif entry.fingerprint is None or not _same(value, entry.fingerprint):
+            data, _keep, visited, _fp = _encoded(vid, value)
+            if data == entry.data:
+                entry.fingerprint = _fingerprint(value)
+            else:
+                entry.data = data
+                entry.visited = visited
+                entry.fingerprint = None
+                parts.append(_ASSIGN_CELL % (entry.place, data))
                 if changed_in_place is None:
                     changed_in_place = []
-                changed_in_place.append(id(value))
-        place = places.get(vid)
-        if place is None:
-            place = places[vid] = _new_place()
+                changed_in_place.append(ident)
+        if known is not entry:
+            _release(shown, vid)
+            shown[vid] = entry
+            entry.bound += 1
+            place = places[vid] = entry.place
             binding = frame.bindings[vid] = _VARIABLE_CELL % (vid, place)
             parts.append(binding)
-        elif not changed:
-            continue
-        parts.append(_ASSIGN_CELL % (place, data))
+        if assign is not None:
+            parts.append(assign)
     return changed_in_place
 
 
@@ -693,13 +758,12 @@ def _open(stack, fid, args, frame):
     if the recording window ended while this probe ran (a check then a C call: no thread
     switch)."""
     window = _window
-    shown = frame.shown
     encoded = []
     for vid, value in args:
-        entry = _encoded(vid, value)
-        data = entry[0]
-        if vid in frame.variables:  # nothing runs before the first step: reuse it there
-            shown[vid] = (data, value, entry[2], entry[3])
+        if type(value) in _KEEP or vid in _redacted:
+            data = _encoded(vid, value)[0]
+        else:  # shown in full from the first step on (its binding): a summary here
+            data = _dumps(_encode(value, _depth - 1))
         encoded.append({"variable_id": vid, "value": _Fragment(data)})
     call = {"Call": {"function_id": fid, "args": encoded}}
     caller = stack[-1] if stack else None
@@ -776,9 +840,9 @@ def resume(sent, fid, line, site):
         _recorder.probe_failed()
 
 
-def _leave(value, fid):
+def _leave(value, fid, suspends=False):
     """Write the Return of the innermost frame (``fid``) with ``value``; returns its
-    shadow frame."""
+    shadow frame (``suspends``: a yield, the frame goes on later)."""
     window = _window  # as in _open
     record = {"Return": {"return_value": _encode(value)}}
     stack = _stack()
@@ -793,6 +857,8 @@ def _leave(value, fid):
     stack.stepper = None
     _append((stack.number, record))
     _pop(stack)
+    if not suspends:
+        _release_all(frame)
     if stack:
         stack[-1].recheck = True  # the callee may have changed what the caller holds
     if len(_buffer) > _limit:
@@ -827,7 +893,7 @@ def yield_(value, fid, line):
         return
     try:
         _yield_lines[fid] = line
-        _suspended[id(_getframe(1))] = _leave(value, fid)
+        _suspended[id(_getframe(1))] = _leave(value, fid, True)
     except RecursionError:
         pass  # at the program's recursion limit: no room for the probe's work, not even a call
     except Exception:

@@ -228,6 +228,8 @@ class ValueEncoder:
 
     def _text(self, value):
         limit = self.limits.string
+        if len(value) <= limit and value.isascii():  # the common case: nothing to replace
+            return value
         if len(value) > limit:
             value = value[:limit] + "… (%d more characters)" % (len(value) - limit)
         return safe_text(value)

@@ -137,10 +137,12 @@ class Activation:
     function: str
     args: dict
     steps: list = field(default_factory=list)
-    # (line of the current step, kind, variable name, decoded value): kind is "assign"
-    # (AssignCell of a place bound by VariableCell) or "drop" (DropVariable).
+    # (line of the step it is written at, kind, variable name, decoded value): kind is
+    # "assign" (an AssignCell of a place a variable of this activation is bound to, written
+    # while the activation runs, by it or by a callee) or "drop" (DropVariable).
     history: list = field(default_factory=list)
     returned: object = None
+    bound: dict = field(default_factory=dict)  # place -> variable names bound to it
 
 
 class Trace:
@@ -148,9 +150,10 @@ class Trace:
 
     A Step followed (ENTRY_GAP aside) by a Call is the callee's entry step and is left out.
     The values of a step are what ``ct_locals.py`` (the port of CodeTracer's backend, in
-    ../shared) computes for it, decoded.  The history of an activation lists its
-    ``AssignCell`` and ``DropVariable`` events at the step they are written at (where the
-    change is first shown: the step after the line that made it).
+    ../shared) computes for it, decoded.  The history of an activation lists the
+    ``AssignCell`` events of the places its variables are bound to and its ``DropVariable``
+    events, at the step they are written at (where the change is first shown: the step
+    after the line that made it).
     """
 
     def __init__(self, events, paths):
@@ -160,8 +163,8 @@ class Trace:
         self.types = []
         self.decode = Decoder(self.types)
         self.activations = []
-        places = {}  # place -> variable name
         stacks = {}
+        line = None  # of the latest Step
         thread = 1
         by_index = {}  # index among all Steps -> Step of an activation
         count = 0
@@ -186,6 +189,7 @@ class Trace:
                 stack = stacks[thread]
                 stack.pop().returned = self.decode(payload["return_value"])
             elif name == "Step":
+                line = payload["line"]
                 count += 1
                 following = index + 1
                 while following < len(events) and kind(events[following]) in ENTRY_GAP:
@@ -196,15 +200,15 @@ class Trace:
                 stacks[thread][-1].steps.append(step)
                 by_index[count - 1] = step
             elif name == "VariableCell":
-                places[payload["place"]] = self.names[payload["variable_id"]]
-            elif name in ("AssignCell", "DropVariable"):
-                frame = stacks[thread][-1]
-                line = frame.steps[-1].line if frame.steps else None
-                if name == "AssignCell":
-                    frame.history.append((line, "assign", places[payload["place"]],
-                                          self.decode(payload["new_value"])))
-                else:
-                    frame.history.append((line, "drop", self.names[payload], None))
+                stacks[thread][-1].bound.setdefault(payload["place"], set()).add(
+                    self.names[payload["variable_id"]])
+            elif name == "AssignCell":
+                value = self.decode(payload["new_value"])
+                for activation in stacks[thread]:
+                    for variable in sorted(activation.bound.get(payload["place"], ())):
+                        activation.history.append((line, "assign", variable, value))
+            elif name == "DropVariable":
+                stacks[thread][-1].history.append((line, "drop", self.names[payload], None))
         for shown in shown_locals(events, paths):
             step = by_index.get(shown["step"])
             if step is not None:
@@ -796,17 +800,19 @@ def test_mutation_through_a_parameter_or_free_variable_is_history(tmp_path):
         put({}, "k")
         outer()
         """)
-    # A parameter is bound, with its value, at the call's first step; a change through it
-    # is written at the frame's next step.  A change on a frame's last line is shown by
-    # the frames that run next (the caller's variable holding the same object).
+    # A parameter is bound at the call's first step (with its value, unless its object
+    # already has a place); a change through it is written at the frame's next step.  A
+    # change on a frame's last line is shown by the frames that run next (the caller's
+    # variable holding the same object).
     assert at(r.trace.steps("Acc.add"), r["S2"])["self"] == {"total": 1}
     assert r.trace.history("Acc.add", "self") == [
         (r["S"], "assign", "self", {"total": 0}), (r["S2"], "assign", "self", {"total": 1})]
     assert r.trace.history("Acc.__init__", "self") == [(r["I"], "assign", "self", {})]
     assert r.trace.history("put", "d") == [
         (r["P"], "assign", "d", {}), (r["P"] + 1, "assign", "d", {"k": "v"})]
-    assert r.trace.history("outer.<locals>.fill", "shared") == \
-        [(r["F"], "assign", "shared", {})]
+    # fill's free variable shows the place outer's variable binds (the same dict): no new
+    # assignment for it, and the change fill makes is in outer's history
+    assert r.trace.history("outer.<locals>.fill", "shared") == []
     assert r.trace.assigned("outer", "shared") == [{}, {"a": 1}]
 
 
