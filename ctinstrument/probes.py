@@ -122,13 +122,13 @@ class ShadowFrame:
     ``dirty``: variables stored since the last step; ``touched``: ids of objects stored into
     since then (attribute, item, slice); ``recheck``: check every variable at the
     next step; ``unbound``: the bindings must be written again at the next step (the caller
-    of a call, a resumed generator); ``stepped``: this call has had a step; ``saved``: locals
-    borrowed by inlined comprehensions; ``namespace``: module or class body.
+    of a call, a resumed generator); ``saved``: locals borrowed by inlined comprehensions;
+    ``namespace``: module or class body.
     """
 
     __slots__ = ("function_id", "line", "site", "variables", "cells", "places", "bindings",
-                 "shown", "dirty", "touched", "recheck", "unbound", "stepped", "saved",
-                 "namespace", "root")
+                 "shown", "dirty", "touched", "recheck", "unbound", "saved", "namespace",
+                 "root")
 
     def __init__(self, function_id, line, site, variables, cells, namespace, root=False):
         self.function_id = function_id
@@ -143,7 +143,6 @@ class ShadowFrame:
         self.touched = []
         self.recheck = True
         self.unbound = False
-        self.stepped = False
         self.saved = []
         self.namespace = namespace
         self.root = root
@@ -736,7 +735,6 @@ def step(site):
             frame.recheck = flags & _RUNS_CODE
             if window != _window:
                 return  # the window ended while this probe ran on this thread
-            frame.stepped = True
             stack.stepper = frame
             _append((stack.number, record))
             if len(_buffer) > _limit:
@@ -777,7 +775,6 @@ def _open(stack, fid, args, frame):
         if caller is not None:
             caller.unbound = True
         stack.stepper = None  # the entry step belongs to the callee
-        frame.stepped = False
         frame.recheck = True
         frame.unbound = bool(frame.bindings)
         _append((stack.number, record))

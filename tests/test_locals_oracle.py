@@ -260,8 +260,13 @@ PROGRAMS = {
                 for b in range(2)
             ]
             return squares, pairs, v, multi
+        print(main())
+    """,
+    "module_comprehension": """
+        def helper():
+            return 1
         top = [t * 2 for t in range(2)]
-        print(main(), top)
+        print(top, helper())
     """,
     "bounded_values": """
         def main():
@@ -536,7 +541,16 @@ def _check(source, tmp_path):
         pytest.fail(difference)
 
 
-@pytest.mark.parametrize("name", sorted(PROGRAMS))
+# On 3.13, f_locals of a module frame running an inlined comprehension (PEP 709) has only
+# the comprehension's variables; the trace keeps showing the module's names there too.
+_MODULE_COMPREHENSION_QUIRK = pytest.mark.xfail(
+    sys.version_info[:2] == (3, 13), strict=True,
+    reason="3.13 f_locals hides a module's names inside its inlined comprehensions")
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(name, marks=_MODULE_COMPREHENSION_QUIRK) if name == "module_comprehension"
+    else name for name in sorted(PROGRAMS)])
 def test_shown_locals_equal_f_locals(name, tmp_path):
     _check(PROGRAMS[name], tmp_path)
 
