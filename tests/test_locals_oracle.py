@@ -304,6 +304,118 @@ PROGRAMS = {
     """,
 }
 
+# --- Programs from the break session (branch break). Each comment says BUG (a defect of the
+# recorder, fixable) or LIMIT (a change the design knowingly does not see).
+PROGRAMS.update({
+    # BUG (all versions): a[0] = [1] replaces the inner list by an equal one; the encoding is unchanged so
+    # ObjectPlace.visited keeps the old inner id; a store into the new inner (inner[0] = 5) does not
+    # reach a (_containing misses it) until the next line with a call. Fix: refresh entry.visited when
+    # the data is found equal too (probes._reconcile).
+    "bug_stale_visited_after_equal_replace": """
+        def main():
+            a = [[1]]
+            a[0] = [1]
+            inner = a[0]
+            inner[0] = 5
+            x = 0
+            return a
+        print(main())
+    """,
+    # BUG (all versions): the dict at depth 3 is shown as Raw '<dict of 1 items>'; a store into it
+    # changes that length but the encoder does not put depth-limit containers into 'seen', so
+    # ObjectPlace.visited lacks it and mutate()'s touched id finds no variable (also via the alias leaf).
+    "bug_store_beyond_depth_limit": """
+        def main():
+            config = {"a": {"b": {"c": {"x": 1}}}}
+            print()
+            config["a"]["b"]["c"]["y"] = 2
+            n = 0
+            leaf = config["a"]["b"]["c"]
+            leaf["z"] = 3
+            n = 1
+            return n
+        print(main())
+    """,
+    # BUG (all versions): bytearray is shown by repr (_SAFE_REPR) before the encoder records it in
+    # 'seen': buf[0] = 65 / del buf[1] / frames[0][0] = 66 touch an id that no ObjectPlace.visited
+    # holds, so the old bytes stay shown until a line with a call.
+    "bug_bytearray_item_store": """
+        def main():
+            buf = bytearray(b"abc")
+            buf[0] = 65
+            x = 1
+            del buf[1]
+            y = 2
+            frames = [bytearray(b"zz")]
+            frames[0][0] = 66
+            z = 3
+            return bytes(buf)
+        print(main())
+    """,
+    # BUG (all versions): self.__dict__[k] = v (a common __init__/__setattr__ idiom) stores into the
+    # instance dict, whose id is not in visited (the encoder walks it without recording it): the
+    # object's fields stay stale. Same for an alias ns = obj.__dict__.
+    "bug_instance_dict_store": """
+        class Rec:
+            def __init__(self):
+                self.__dict__["a"] = 1
+                self.__dict__["b"] = 2
+                done = True
+        def main():
+            r = Rec()
+            ns = r.__dict__
+            ns["c"] = 3
+            x = 1
+            return r.c
+        print(main())
+    """,
+    # BUG (all versions, rare): e.args = (...) on a caught exception; exceptions are Raw (not in
+    # 'seen'), so the attribute store reaches no variable.
+    "bug_exception_attribute_store": """
+        def main():
+            try:
+                raise ValueError("a")
+            except ValueError as e:
+                e.args = ("b",)
+                x = 1
+                err = e
+            y = 2
+            return str(err)
+        print(main())
+    """,
+    # BUG (all versions, rare): a function is shown as '<function QUALNAME>' but fingerprinted by its
+    # code object and not recorded in 'seen': after f.__qualname__ = ... the old name is shown
+    # forever (even after lines with calls, the fingerprint says unchanged).
+    "bug_function_qualname_fingerprint": """
+        def main():
+            def f():
+                pass
+            print()
+            f.__qualname__ = "renamed"
+            x = 1
+            print()
+            return x
+        main()
+    """,
+    # BUG (3.10, UNPROBED_DELEGATION): a generator whose last step is its 'yield from' into an
+    # uninstrumented iterator leaves unseen; _resync writes the lost Return without first binding
+    # the frame's variables again (as _leave does for the stepper), so that step shows nothing
+    # (also every asyncio coroutine step at 'await asyncio.sleep(0)' on 3.10).
+    "bug_lost_return_without_bindings_310": """
+        def outer(log):
+            log.append("o")
+            got = yield from [1, 2]
+            return got
+        def main():
+            log = []
+            g = outer(log)
+            a = next(g)
+            b = next(g)
+            return a, b, log
+        print(main())
+    """,
+})
+
 # A larger program: a stack-machine interpreter running an inventory simulation.
 INVENTORY = """
     from collections import namedtuple
