@@ -414,6 +414,173 @@ PROGRAMS.update({
             return a, b, log
         print(main())
     """,
+    # BUG (3.13, new in delta): a generator suspended at a yield outside any try block is finalised
+    # by 3.13 without running its frame (no probe fires), so its ShadowFrame stays in
+    # probes._suspended for good, keeping its locals alive: weakrefs stay alive, __del__ is late or
+    # never runs, memory grows with every abandoned generator (next(gen(...)), break out of a for).
+    "bug_abandoned_generator_keeps_locals_313": """
+        import weakref
+        class L(list):
+            pass
+        def items(data):
+            for x in data:
+                yield x
+        def main():
+            alive = 0
+            for i in range(200):
+                data = L(range(10))
+                r = weakref.ref(data)
+                first = next(items(data))
+                del data
+                alive += r() is not None
+            print("alive after abandoning generators:", alive)
+        main()
+    """,
+    # BUG-ish (all versions, fixable): ChainMap.__setitem__ (stdlib Python, not instrumented) writes
+    # into base; touched holds only id(ch) and changed_in_place only ch, so base (which does not
+    # contain ch) is not checked. mutate() could set recheck when the target's type overrides
+    # __setitem__/__setattr__/__delitem__ in code that is not instrumented.
+    "bug_store_through_uninstrumented_setitem": """
+        from collections import ChainMap
+        def main():
+            base = {}
+            ch = ChainMap(base)
+            ch["k"] = 1
+            x = 1
+            return base
+        print(main())
+    """,
+    # MINOR (all versions): a class body inside a function shows its free variable (items, read by
+    # 'store = items') at every class-body step; f_locals of a class frame never has free
+    # variables (the oracle's view). Harmless, but a difference.
+    "bug_class_body_free_variable_shown": """
+        def make():
+            items = []
+            class Local:
+                store = items
+                size = 1
+            return Local.size
+        print(make())
+    """,
+    # LIMIT (all versions): FOR_ITER runs map(lst.append, ...) (C code, nothing instrumented) on a
+    # line without a call: lst is stale for the whole loop. Same for any library generator that
+    # mutates what the frame holds when its iterator was made on another line.
+    "limit_uninstrumented_iteration": """
+        def main():
+            lst = []
+            it = map(lst.append, range(3))
+            for _ in it:
+                pass
+            done = 1
+            return lst
+        print(main())
+    """,
+    # LIMIT (all versions), but COMMON: graph[node] on a defaultdict inserts a key by a read
+    # (BINARY_SUBSCR -> __missing__ in C): 'for nb in graph[node]:' (BFS/DFS idiom) leaves graph
+    # stale until a line with a call. Could be fixed by always checking variables whose shown
+    # objects have a __missing__ (defaultdict) at each step.
+    "limit_defaultdict_read_inserts": """
+        from collections import defaultdict
+        def main():
+            graph = defaultdict(list)
+            graph["a"].append("b")
+            seen = []
+            for node in ["a", "b", "c"]:
+                for nb in graph[node]:
+                    seen.append(nb)
+                here = node
+            total = 0
+            total += len(seen)
+            return sorted(graph)
+        print(main())
+    """,
+    # LIMIT (all versions): del m runs weakref.finalize's callback (log.append, C) from a line
+    # without a call; log is stale (a weakref callback that is instrumented is seen).
+    "limit_finalize_callback": """
+        import weakref
+        class Node:
+            pass
+        def main():
+            log = []
+            m = Node()
+            f = weakref.finalize(m, log.append, "fin")
+            del m
+            k = 1
+            return log
+        print(main())
+    """,
+    # LIMIT (all versions): holder[0] = None frees the value; WeakValueDictionary's stdlib remove
+    # callback deletes the key; touched reaches holder only, cache stays stale.
+    "limit_weakvaluedict_callback": """
+        import weakref
+        class O:
+            pass
+        def main():
+            cache = weakref.WeakValueDictionary()
+            holder = [O()]
+            cache["a"] = holder[0]
+            n = len(cache)
+            holder[0] = None
+            x = 1
+            return len(cache)
+        print(main())
+    """,
+    # LIMIT (all versions, pre-existing on main): module frames show a shadow namespace fed by
+    # store probes only: globals()[k] = v, globals().update(), exec(code) at module level never show.
+    "limit_module_globals_write": """
+        x = 1
+        globals()["y"] = 2
+        x = 2
+        exec("w = 4")
+        x = 3
+        print(x, y, w)
+    """,
+    # LIMIT (all versions, pre-existing on main), fairly common in scripts: 'from m import *'
+    # (IMPORT_STAR) binds names without store probes: none of them is ever shown at module level.
+    "limit_star_import": """
+        from string import *
+        x = 1
+        y = 2
+        z = x + y
+        print(z, digits)
+    """,
+    # BEHAVIOUR (all versions, pre-existing on main): the shadow namespace holds module values:
+    # globals().pop('d') does not free the object (__del__ never runs); also module objects are not
+    # finalised at shutdown ('del module' lines missing from the output).
+    "limit_module_namespace_keeps_objects": """
+        class R:
+            def __init__(self, name):
+                self.name = name
+            def __del__(self):
+                print("del", self.name)
+        d = R("popped")
+        globals().pop("d")
+        print("after pop")
+    """,
+    # LIMIT (all versions): a metaclass __prepare__ namespace (every Enum class body) starts with
+    # entries (_generate_next_value_) no store put there: f_locals has them, the trace never.
+    "limit_enum_class_body_prepare": """
+        import enum
+        class Color(enum.Enum):
+            RED = 1
+            BLUE = 2
+        print(Color.RED)
+    """,
+    # LIMIT (3.13, rare: debuggers/magic libraries): PEP 667 f_locals writes change fast locals
+    # without a store probe; the recheck reads the shadow variables, not the frame.
+    "limit_frame_locals_write_313": """
+        import sys
+        def poke(name, value):
+            sys._getframe(1).f_locals[name] = value
+        def main():
+            x = 1
+            sys._getframe().f_locals["x"] = 2
+            y = x
+            poke("y", [3])
+            z = y
+            return x, y, z
+        print(main())
+    """,
 })
 
 # A larger program: a stack-machine interpreter running an inventory simulation.
