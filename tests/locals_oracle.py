@@ -14,6 +14,8 @@ Module and class bodies: no dunder names, no module objects.  Functions: every b
 cell and free variable, except the interpreter's implicit ones (a comprehension's ``.0``).
 The program runs as with ``python SCRIPT`` (``sys.argv``, ``sys.path[0]``, ``__main__``),
 as in settrace_driver.py.
+``ORACLE_WINDOWS=1``: a stand-in ``ctinstrument`` module (settrace_driver.py's) whose
+``start``/``stop``/``record`` switch a flag; line events count only while it is on.
 """
 
 import json
@@ -30,6 +32,36 @@ CO_NEWLOCALS = 0x0002
 type_table = [["None", None]]  # id 0 is None: the encoder's NONE_VALUE uses it
 is_secret = Redaction().is_secret
 lines = []
+window = [True]
+
+
+def _install_window_stand_in():
+    module = types.ModuleType("ctinstrument")
+
+    def start():
+        window[0] = True
+
+    def stop():
+        window[0] = False
+
+    class record:
+        def __enter__(self):
+            self.started = not window[0]
+            window[0] = True
+
+        def __exit__(self, *exc_info):
+            if self.started:
+                window[0] = False
+
+        def __call__(self, function):
+            def recorded(*args, **kwargs):
+                with record():
+                    return function(*args, **kwargs)
+            return recorded
+
+    module.start, module.stop, module.record = start, stop, record
+    module.is_recording = lambda: window[0]
+    sys.modules["ctinstrument"] = module
 
 
 def intern_type(kind, lang_type, fields=None):
@@ -64,7 +96,7 @@ def tracer(frame, event, arg):
     path = os.path.realpath(filename)
 
     def local(frame, event, arg):
-        if event == "line":
+        if event == "line" and window[0]:
             lines.append([path, frame.f_lineno, snapshot(frame)])
         return local
 
@@ -77,6 +109,8 @@ def dump():
         json.dump({"types": type_table, "lines": lines}, handle)
 
 
+if os.environ.get("ORACLE_WINDOWS"):
+    _install_window_stand_in()
 sys.argv = [script] + sys.argv[4:]
 sys.path[0] = os.path.dirname(os.path.realpath(script))
 sys.settrace(tracer)
