@@ -581,6 +581,56 @@ PROGRAMS.update({
             return x, y, z
         print(main())
     """,
+    # BUG (all versions), moderately common: c.items += [1] / table['k'] += [2] change the inner
+    # list in place (INPLACE_ADD) and store it back into c / table; touched has only id(c), and
+    # changed_in_place only c, so 'alias = c.items' (which shows the inner list, not c) is never
+    # checked. Fix: mutate() could also touch the stored value, or _changes could take the ids of
+    # every object whose encoding changed.
+    "bug_inplace_op_through_attribute_alias": """
+        class C:
+            pass
+        def main():
+            c = C()
+            c.items = []
+            alias = c.items
+            c.items += [1]
+            x = 0
+            table = {"k": []}
+            row = table["k"]
+            table["k"] += [2]
+            y = 0
+            return alias, row
+        print(main())
+    """,
+    # BUG (all versions, rare): 'global HISTORY; HISTORY += [x]' in a function: the store probe of a
+    # global returns before marking anything (frame.variables is not the namespace), so the local
+    # alias 'mine' of the same list is not checked. Fix: touch id(value) on a global store.
+    "bug_inplace_op_on_global_alias": """
+        HISTORY = []
+        def record(x):
+            global HISTORY
+            mine = HISTORY
+            HISTORY += [x]
+            n = 0
+            return n
+        record(1)
+        print(HISTORY)
+    """,
+    # WRONG VALUE (all versions, rare metaprogramming, pre-existing design): a function whose
+    # __code__ runs with other globals (types.FunctionType(code, other)) stores 'global X' into its
+    # module's shadow namespace: the module frame shows X = 99 while its real X is 1.
+    "limit_function_clone_globals": """
+        import types, builtins
+        X = 1
+        def setx():
+            global X
+            X = 99
+        other = {"__builtins__": builtins}
+        clone = types.FunctionType(setx.__code__, other)
+        clone()
+        y = X
+        print(X, other["X"])
+    """,
 })
 
 # A larger program: a stack-machine interpreter running an inventory simulation.
