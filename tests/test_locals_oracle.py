@@ -924,6 +924,27 @@ WINDOW_PROGRAMS = {
         ctinstrument.stop()
         print(main())
     """,
+    # BUG (all versions): a frame re-entered when a window opens (probes.reenter) gets its
+    # variables from f_locals and no cells (_enter(..., cells=())): a cell variable becomes a
+    # snapshot in ShadowFrame.variables, so changes by an inner function (nonlocal) are never
+    # shown (count stays 1). The resume/_resync paths that use _locals_of pass () too.
+    "bug_window_reentered_frame_cells": """
+        import ctinstrument
+        def outer():
+            count = 0
+            def bump():
+                nonlocal count
+                count += 1
+            bump()
+            ctinstrument.start()
+            bump()
+            seen = count
+            bump()
+            again = count
+            return seen, again
+        ctinstrument.stop()
+        print(outer())
+    """,
 }
 
 
