@@ -538,6 +538,8 @@ def _walk(value, depth, ids, held, seen):
 def _plain(cls):
     getter = _plain_classes.get(cls, _MUTABLE)
     if getter is _MUTABLE:
+        if len(_plain_classes) > 10_000:  # classes made at run time must not pile up here
+            _plain_classes.clear()
         getter = _plain_classes[cls] = plain_instance_dict(cls)
     return getter
 
