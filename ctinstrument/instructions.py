@@ -99,6 +99,11 @@ RUNS_CODE = frozenset({
     "SEND", "LIST_EXTEND", "SET_UPDATE", "DICT_UPDATE", "DICT_MERGE"})
 
 
+# The calls among them.
+CALLS = frozenset({"CALL", "CALL_FUNCTION", "CALL_FUNCTION_KW", "CALL_FUNCTION_EX",
+                   "CALL_METHOD", "CALL_KW"})
+
+
 def runs_code(instr):
     """Whether ``instr`` may run other code that changes objects in place (RUNS_CODE).
     In-place operators need no check of their own: their result is stored, and a store

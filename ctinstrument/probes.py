@@ -94,9 +94,12 @@ _scalars = _KEEP.issuperset
 _Function = types.FunctionType
 # Class -> getter of its instances' __dict__ when that alone is what they show, or None.
 _plain_classes = {}
-# Site flags (rewriter.SITE_FORCED, rewriter.SITE_RUNS_CODE).
+# Site flags (rewriter.SITE_FORCED, rewriter.SITE_RUNS_CODE, rewriter.SITE_CALLS_SHIFT).
 _FORCED = rewriter.SITE_FORCED
 _RUNS_CODE = rewriter.SITE_RUNS_CODE
+_CALLS_SHIFT = rewriter.SITE_CALLS_SHIFT
+_ANY = -1  # in a thread's log: anything may have changed (never an id())
+_LOG_LIMIT = 4096
 # id() of a mutable object -> its ObjectPlace, while a binding shows it.
 _object_places = {}
 # Shadow frames of suspended generators and coroutines, by id() of their frame object
@@ -107,7 +110,7 @@ _suspended = {}
 class ThreadStack(list):
     """A thread's shadow frames; ``number`` names the thread in the trace."""
 
-    __slots__ = ("number", "roots", "window", "stepper")
+    __slots__ = ("number", "roots", "window", "stepper", "log", "epoch")
 
 
 class ShadowFrame:
@@ -119,16 +122,20 @@ class ShadowFrame:
     checked); ``places``: variable id -> place of its binding in this call, ``bindings`` the
     same as encoded ``VariableCell`` events; ``shown``: variable id -> what ``_encoded``
     returned for the value last written to its place;
-    ``dirty``: variables stored since the last step; ``touched``: ids of objects stored into
-    since then (attribute, item, slice); ``recheck``: check every variable at the
+    ``dirty``: variables stored since the last step; ``cursor``/``epoch``: how far this
+    frame has read its thread's log of objects changed in place (by stores into objects,
+    in any frame, or found changed) and of _ANY (code that may have changed anything ran);
+    ``entered``: calls made from this frame since its last step, ``expected``: how many
+    the line makes (-2: unknown, 0: none), so a line whose calls all went to recorded code
+    needs only the log; ``recheck``: check every variable at the
     next step; ``unbound``: the bindings must be written again at the next step (the caller
     of a call, a resumed generator); ``saved``: locals borrowed by inlined comprehensions;
     ``namespace``: module or class body.
     """
 
     __slots__ = ("function_id", "line", "site", "variables", "cells", "places", "bindings",
-                 "shown", "dirty", "touched", "recheck", "unbound", "saved", "namespace",
-                 "root")
+                 "shown", "dirty", "cursor", "epoch", "entered", "expected", "recheck",
+                 "unbound", "saved", "namespace", "root")
 
     def __init__(self, function_id, line, site, variables, cells, namespace, root=False):
         self.function_id = function_id
@@ -140,7 +147,10 @@ class ShadowFrame:
         self.bindings = {}
         self.shown = {}
         self.dirty = []
-        self.touched = []
+        self.cursor = 0
+        self.epoch = -1
+        self.entered = 0
+        self.expected = 0
         self.recheck = True
         self.unbound = False
         self.saved = []
@@ -203,6 +213,8 @@ def new_thread_stack(number):
     stack.roots = 0
     stack.window = _window
     stack.stepper = None  # the shadow frame whose Step is the thread's latest
+    stack.log = []  # ids of objects changed in place, or _ANY (see ShadowFrame.cursor)
+    stack.epoch = 0  # counts the times the log was emptied
     return stack
 
 
@@ -538,6 +550,8 @@ def _walk(value, depth, ids, held, seen):
 def _plain(cls):
     getter = _plain_classes.get(cls, _MUTABLE)
     if getter is _MUTABLE:
+        if len(_plain_classes) > 10_000:  # classes made at run time must not pile up here
+            _plain_classes.clear()
         getter = _plain_classes[cls] = plain_instance_dict(cls)
     return getter
 
@@ -554,16 +568,25 @@ def _containing(shown, ids):
             if type(entry) is ObjectPlace and not entry.visited.keys().isdisjoint(ids)]
 
 
-def _changes(frame, parts):
+def _changes(frame, parts, stack):
     """Append to ``parts`` (after a Step of ``frame``) the bindings and changes that Step
     must carry: bindings again if the call's were dropped, then a VariableCell (first
     binding), AssignCell (new encoding) or DropVariable (unbound) per variable to check:
-    every variable after a line that may have run other code, else those stored and those
-    holding an object changed in place (``touched``)."""
+    every variable after code that may have changed anything, else those stored and those
+    that show an object of the thread's log since the frame last read it (an object
+    changed in place, a cell, a module namespace)."""
     if frame.unbound:
         frame.unbound = False
         parts.extend(frame.bindings.values())
-    touched = frame.touched
+    log = stack.log
+    touched = None
+    if frame.epoch != stack.epoch:
+        frame.recheck = True
+        frame.epoch = stack.epoch
+    elif frame.cursor < len(log):
+        touched = log[frame.cursor:]
+        if _ANY in touched:
+            frame.recheck = True
     if frame.recheck:
         frame.recheck = False
         vids = list(frame.variables)
@@ -571,20 +594,28 @@ def _changes(frame, parts):
         # Bound before but gone without a delete probe (a namespace changed behind it).
         vids.extend([vid for vid in frame.places
                      if vid not in frame.variables and vid not in frame.cells])
-        _reconcile(frame, parts, vids)
+        changed = _reconcile(frame, parts, vids)
     else:
         vids = frame.dirty
         if touched:
             vids = vids + _containing(frame.shown, touched)
-        if not vids:
-            return
-        changed = _reconcile(frame, parts, vids)
+            if frame.cells:
+                vids.extend([vid for vid, cell in frame.cells.items() if id(cell) in touched])
+            if frame.namespace and id(frame.variables) in touched:
+                vids.extend(frame.variables)  # a function stored or deleted a global
+        changed = _reconcile(frame, parts, vids) if vids else None
         if changed:  # objects changed in place: the other names that show them
             others = [vid for vid in _containing(frame.shown, changed) if vid not in vids]
             if others:
                 _reconcile(frame, parts, others)
-    touched.clear()
+    if changed:
+        log.extend(changed)  # for the callers' frames, which may show them too
     frame.dirty.clear()
+    if len(log) > _LOG_LIMIT:  # the callers check every variable instead
+        del log[:]
+        stack.epoch += 1
+        frame.epoch = stack.epoch
+    frame.cursor = len(log)
 
 
 class ObjectPlace:
@@ -726,21 +757,26 @@ def step(site):
             frame = _resync(stack, fid, 2)
         if line != frame.line or site <= frame.site or flags & _FORCED:
             frame.line = line
-            if frame.recheck or frame.dirty or frame.unbound or frame.touched:
+            expected = frame.expected
+            if expected and (expected < 0 or frame.entered != expected):
+                # The line ran code no probe sees: it may have changed anything.
+                frame.recheck = True
+                stack.log.append(_ANY)
+            frame.entered = 0
+            frame.expected = flags >> _CALLS_SHIFT or -(flags & _RUNS_CODE)
+            if frame.recheck or frame.dirty or frame.unbound \
+                    or frame.cursor != len(stack.log) or frame.epoch != stack.epoch:
                 parts = [event]
-                _changes(frame, parts)
+                _changes(frame, parts, stack)
                 record = tuple(parts)
             else:
                 record = event
-            frame.recheck = flags & _RUNS_CODE
             if window != _window:
                 return  # the window ended while this probe ran on this thread
             stack.stepper = frame
             _append((stack.number, record))
             if len(_buffer) > _limit:
                 _recorder.flush()
-        elif flags & _RUNS_CODE:
-            frame.recheck = True
         frame.site = site
     except RecursionError:
         pass  # at the program's recursion limit: no room for the probe's work, not even a call
@@ -765,6 +801,8 @@ def _open(stack, fid, args, frame):
         encoded.append({"variable_id": vid, "value": _Fragment(data)})
     call = {"Call": {"function_id": fid, "args": encoded}}
     caller = stack[-1] if stack else None
+    if caller is not None:
+        caller.entered += 1
     if caller is not None and caller.bindings and not caller.unbound:
         drop = _DROP_VARIABLES % b",".join([b"%d" % vid for vid in caller.bindings])
         record = (_functions[fid][0], drop, call)
@@ -831,6 +869,8 @@ def resume(sent, fid, line, site):
         else:
             frame.line, frame.site = line, site
         _open(_stack(), fid, ((_sent_variable, sent),), frame)
+        # The rest of the yielding line runs now: calls there are not counted.
+        frame.expected = -(_sites[site][3] & _RUNS_CODE) if site >= 0 else 0
     except RecursionError:
         pass  # at the program's recursion limit: no room for the probe's work, not even a call
     except Exception:
@@ -848,6 +888,10 @@ def _leave(value, fid, suspends=False):
     frame = stack[-1]
     if window != _window:
         return frame
+    expected = frame.expected
+    if expected and (expected < 0 or frame.entered != expected):
+        stack.log.append(_ANY)  # its last line ran code no probe sees (see step)
+    frame.expected = 0
     if stack.stepper is frame and frame.bindings:
         # This frame's step is the latest: the backend would give it the caller's bindings.
         _append((stack.number, tuple(frame.bindings.values())))
@@ -856,8 +900,6 @@ def _leave(value, fid, suspends=False):
     _pop(stack)
     if not suspends:
         _release_all(frame)
-    if stack:
-        stack[-1].recheck = True  # the callee may have changed what the caller holds
     if len(_buffer) > _limit:
         _recorder.flush()
     return frame
@@ -917,11 +959,16 @@ def store(value, site):
             frame = None
         if frame is None or frame.function_id != fid or stack.window != _window:
             _number, frame = _current_frame(fid)
+            stack = _local.stack
         if namespace is not None:
             namespace[vid] = value
             if frame.variables is not namespace:
-                return  # a global of a function: its module body sees it when it runs again
-        elif vid not in frame.cells:
+                # A global of a function: the module's frame shows it.
+                stack.log.append(id(namespace))
+                return
+        elif vid in frame.cells:
+            stack.log.append(id(frame.cells[vid]))  # other frames may show the cell too
+        else:
             frame.variables[vid] = value
         frame.dirty.append(vid)
     except RecursionError:
@@ -939,6 +986,8 @@ def delete(site):
         (frame.variables if namespace is None else namespace).pop(vid, None)
         if namespace is None or frame.variables is namespace:
             frame.dirty.append(vid)
+        else:
+            _local.stack.log.append(id(namespace))
     except RecursionError:
         pass  # at the program's recursion limit: no room for the probe's work, not even a call
     except Exception:
@@ -951,8 +1000,7 @@ def mutate(target, fid):
     if not _enabled or _gated and not (_roots_running and _roots_here()):
         return
     try:
-        _number, frame = _current_frame(fid)
-        frame.touched.append(id(target))
+        _stack().log.append(id(target))
     except RecursionError:
         pass  # at the program's recursion limit: no room for the probe's work, not even a call
     except Exception:
@@ -967,6 +1015,7 @@ def catch(exception, fid):
     try:
         number, frame = _current_frame(fid, exception)
         frame.recheck = True  # code that raised may have changed things before it did
+        _local.stack.log.append(_ANY)
         _append((number, {"Event": {"kind": 12, "metadata": "exception",
                                     "content": _recorder.describe_exception(exception)}}))
     except RecursionError:

@@ -47,6 +47,9 @@ PROBE_NAMES = (STEP, CALL, RETURN, UNWIND, YIELD, RESUME, STORE, DELETE, MUTATE,
 # Flags of a line site (``ProbeRegistry.line_site``).
 SITE_FORCED = 1  # reaching the site is a line event even if the line did not change
 SITE_RUNS_CODE = 2  # the site's line may run other code (see ``instructions.runs_code``)
+# Bits from SITE_CALLS_SHIFT on: how many calls the line makes each time it runs, when that
+# is known (see _line_effects); 0 if unknown.
+SITE_CALLS_SHIFT = 2
 
 CO_NEWLOCALS = 0x02
 CO_VARARGS = 0x04
@@ -301,10 +304,33 @@ def _store_probe(item, stores, restores, index):
     return []
 
 
+def _line_effects(items):
+    """(lines that may run other code, {line: number of calls}) of the original
+    instructions.  A line is counted only if its calls are all it runs of other code and it
+    has no jump, so that each of its calls runs exactly once each time it runs."""
+    running = set()
+    calls = {}
+    uncounted = set()
+    for item in items:
+        if not isinstance(item, Instr):
+            continue
+        line = item.lineno
+        if isinstance(item.arg, Label):
+            uncounted.add(line)
+        if ins.runs_code(item):
+            running.add(line)
+            if item.name in ins.CALLS:
+                calls[line] = calls.get(line, 0) + 1
+            else:
+                uncounted.add(line)
+    for line in uncounted:
+        calls.pop(line, None)
+    return running, calls
+
+
 def _insert_probes(bc, registry, fid, arg_loads, cell_loads, stores):
     items = _split_superinstructions(list(bc))
-    # Lines that may change values in place; computed before any probe is inserted.
-    running = {item.lineno for item in items if isinstance(item, Instr) and ins.runs_code(item)}
+    running, calls = _line_effects(items)
     restores = _comprehension_restores(items) if ins.HAS_INLINED_COMPREHENSIONS else set()
     start = _prologue_length(items)
     handler = Label()
@@ -408,7 +434,8 @@ def _insert_probes(bc, registry, fid, arg_loads, cell_loads, stores):
                 carried = site_line
             else:
                 flags = (SITE_FORCED if forced else 0) | (
-                    SITE_RUNS_CODE if site_line in running else 0)
+                    SITE_RUNS_CODE if site_line in running else 0) | (
+                    calls.get(site_line, 0) << SITE_CALLS_SHIFT)
                 last_site = registry.line_site(fid, site_line, flags)
                 forced = False
                 out.extend(_located(ins.call_with_consts(STEP, last_site), item))

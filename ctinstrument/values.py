@@ -120,7 +120,19 @@ def plain_instance_dict(cls):
     return descriptor.__get__
 
 
+_slots_of = {}  # class -> its slots as (class, name) pairs: fixed when the class is made
+
+
 def _slot_names(cls):
+    known = _slots_of.get(cls)
+    if known is None:
+        if len(_slots_of) > 10_000:  # classes made at run time must not pile up here
+            _slots_of.clear()
+        known = _slots_of[cls] = _find_slot_names(cls)
+    return known
+
+
+def _find_slot_names(cls):
     names = []
     for klass in _type_mro(cls):
         slots = _type_dict(klass).get("__slots__", ())
