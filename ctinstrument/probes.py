@@ -43,7 +43,7 @@ import orjson
 
 from . import rewriter
 from .instructions import UNPROBED_DELEGATION, UNSEEN_RESUME_KEEPS_LINE
-from .values import plain_instance_dict
+from .values import class_attribute, plain_instance_dict
 from .isolation import PRIVATE_BUILTINS as __builtins__  # noqa: F401 (see isolation.py)
 
 _enabled = False
@@ -100,11 +100,14 @@ _RUNS_CODE = rewriter.SITE_RUNS_CODE
 _CALLS_SHIFT = rewriter.SITE_CALLS_SHIFT
 _ANY = -1  # in a thread's log: anything may have changed (never an id())
 _LOG_LIMIT = 4096
+# Class -> whether a store into its instances may run code no probe sees.
+_unseen_setters = {}
 # id() of a mutable object -> its ObjectPlace, while a binding shows it.
 _object_places = {}
 # Shadow frames of suspended generators and coroutines, by id() of their frame object
 # (removed when the frame resumes or finishes, and at the end of a recording window).
 _suspended = {}
+_SUSPENDED_LIMIT = 10_000
 
 
 class ThreadStack(list):
@@ -294,15 +297,20 @@ def _outside_roots(stack, fid, frame):
         return False
     floor = 1 if stack is _recorder.main_stack else 0
     while len(stack) > floor and stack.roots:
-        _pop(stack)
-        _append((stack.number, _lost_return))
+        _lose(stack)
     return True
 
 
 def end_window():
-    """A recording window ended (recording is off): every thread's shadow frames are
-    stale; each thread empties its stack when it next records (never another thread's)."""
+    """A recording window ended (recording is off; call from the thread that ended it):
+    every thread's shadow frames are stale; each thread empties its stack when it next
+    records (never another thread's)."""
     global _window
+    stack = _getattr(_local, "stack", None)
+    if stack is not None and stack.window == _window and stack.stepper is not None \
+            and stack.stepper.bindings:
+        # The window's last step (this thread's) would get no bindings: its calls end now.
+        _append((stack.number, tuple(stack.stepper.bindings.values())))
     _window += 1
     del _roots_running[:]
     _suspended.clear()
@@ -398,13 +406,11 @@ def _resync(stack, fid, depth, thrown=None):
     (or its variables as they are now, read from the instrumented frame ``depth`` levels
     above this function).
     """
-    number = stack.number
     floor = 1 if stack and stack[0].function_id == 0 else 0
     for index in range(len(stack) - 1, floor - 1, -1):
         if stack[index].function_id == fid:
             while len(stack) > index + 1:
-                _pop(stack)
-                _append((number, _lost_return))
+                _lose(stack)
             return stack[index]
     if UNPROBED_DELEGATION and _gated and _outside_roots(stack, fid, _getframe(depth)):
         raise Unrecorded
@@ -412,13 +418,44 @@ def _resync(stack, fid, depth, thrown=None):
         thrown = sys.exc_info()[1]
     args = () if thrown is None else ((_recorder.variable_id("<thrown>"), thrown),)
     line = _yield_lines.get(fid, -1) if UNSEEN_RESUME_KEEPS_LINE else -1
-    real = _getframe(depth)
-    frame = _suspended.pop(id(real), None)
-    if frame is None or frame.function_id != fid:
-        frame = _new_frame(fid, line, -1, _locals_of(real, fid), ())
-    else:
-        frame.line, frame.site = line, -1
+    frame = _resumed(_getframe(depth), fid, line, -1)
     _open(stack, fid, args, frame)
+    return frame
+
+
+def _lose(stack):
+    """The innermost shadow frame ended unseen: write its Return (of the lost-frame value),
+    its bindings first if its step is the latest (as _leave does)."""
+    frame = stack[-1]
+    if stack.stepper is frame and frame.bindings:
+        _append((stack.number, tuple(frame.bindings.values())))
+    stack.stepper = None
+    _pop(stack)
+    _append((stack.number, _lost_return))
+    _release_all(frame)
+
+
+def _suspend(real, frame):
+    """Keep the shadow frame of a suspended generator or coroutine (frame object ``real``)
+    for its resume: its places and what they show, not its values (a generator that is
+    never resumed must not keep them alive; 3.13 finalises one suspended outside a ``try``
+    without running it, so no probe sees its end)."""
+    frame.variables = {}
+    frame.cells = {}
+    if len(_suspended) >= _SUSPENDED_LIMIT:
+        del _suspended[next(iter(_suspended))]  # the oldest: resumed later, it starts afresh
+    _suspended[id(real)] = frame
+
+
+def _resumed(real, fid, line, site):
+    """The shadow frame of the generator or coroutine frame ``real`` resuming: the one kept
+    at its suspension if any, with its variables read again from ``real``."""
+    frame = _suspended.pop(id(real), None)
+    variables = _locals_of(real, fid)
+    if frame is None or frame.function_id != fid:
+        return _new_frame(fid, line, site, variables, ())
+    frame.variables = variables
+    frame.line, frame.site = line, site
     return frame
 
 
@@ -427,7 +464,9 @@ def _locals_of(frame, fid):
     if frame is None or frame.f_code.co_filename != _recorder.function_path(fid):
         return {}
     variable_id = _recorder.variable_id
-    return {variable_id(name): value for name, value in frame.f_locals.items()}
+    # Implicit names (a generator expression's ".0") are not shown.
+    return {variable_id(name): value for name, value in frame.f_locals.items()
+            if name[:1] != "."}
 
 
 def _encoded(vid, value):
@@ -474,10 +513,10 @@ def _walk(value, depth, ids, held, seen):
         ids.append(id(value))
         held.append(value)
         return True
-    if cls is _Function:  # shown by name: its code object names it
-        code = value.__code__
-        ids.append(id(code))
-        held.append(code)
+    if cls is _Function:  # shown by its name
+        name = value.__qualname__
+        ids.append(id(name))
+        held.append(name)
         return True
     if cls is _Module or cls is type:  # shown by name, and long-lived
         ids.append(id(value))
@@ -716,11 +755,11 @@ def _reconcile(frame, parts, vids):
             assign = _ASSIGN_CELL % (entry.place, data)  # after the binding
         elif entry.fingerprint is None or not _same(value, entry.fingerprint):
             data, _keep, visited, _fp = _encoded(vid, value)
+            entry.visited = visited  # the same encoding may show other objects now
             if data == entry.data:
                 entry.fingerprint = _fingerprint(value)
             else:
                 entry.data = data
-                entry.visited = visited
                 entry.fingerprint = None
                 parts.append(_ASSIGN_CELL % (entry.place, data))
                 if changed_in_place is None:
@@ -836,8 +875,9 @@ def call(fid, args, cells):
         cell_ids = function[2]
         variables = {vid: value for vid, value in zip(arg_ids, args)
                      if vid >= 0 and vid not in cell_ids}
-        _enter(fid, arg_ids, args, tuple(zip(cell_ids, cells)) if cells else (), -1, -1,
-               variables)
+        # A class body's locals never include free variables (nor its __class__ cell).
+        shown_cells = tuple(zip(cell_ids, cells)) if cells and function[3] != "class" else ()
+        _enter(fid, arg_ids, args, shown_cells, -1, -1, variables)
     except RecursionError:
         pass  # at the program's recursion limit: no room for the probe's work, not even a call
     except Exception:
@@ -862,12 +902,7 @@ def resume(sent, fid, line, site):
             reenter(_getframe(1).f_back)
         elif UNPROBED_DELEGATION and _gated and _outside_roots(_stack(), fid, _getframe(1)):
             return
-        real = _getframe(1)
-        frame = _suspended.pop(id(real), None)
-        if frame is None or frame.function_id != fid:
-            frame = _new_frame(fid, line, site, _locals_of(real, fid), ())
-        else:
-            frame.line, frame.site = line, site
+        frame = _resumed(_getframe(1), fid, line, site)
         _open(_stack(), fid, ((_sent_variable, sent),), frame)
         # The rest of the yielding line runs now: calls there are not counted.
         frame.expected = -(_sites[site][3] & _RUNS_CODE) if site >= 0 else 0
@@ -932,7 +967,7 @@ def yield_(value, fid, line):
         return
     try:
         _yield_lines[fid] = line
-        _suspended[id(_getframe(1))] = _leave(value, fid, True)
+        _suspend(_getframe(1), _leave(value, fid, True))
     except RecursionError:
         pass  # at the program's recursion limit: no room for the probe's work, not even a call
     except Exception:
@@ -963,8 +998,11 @@ def store(value, site):
         if namespace is not None:
             namespace[vid] = value
             if frame.variables is not namespace:
-                # A global of a function: the module's frame shows it.
+                # A global of a function: the module's frame shows it (and, if the value
+                # changed in place, as ``xs += ys`` does, whoever holds it).
                 stack.log.append(id(namespace))
+                if type(value) not in _KEEP:
+                    stack.log.append(id(value))
                 return
         elif vid in frame.cells:
             stack.log.append(id(frame.cells[vid]))  # other frames may show the cell too
@@ -1000,11 +1038,39 @@ def mutate(target, fid):
     if not _enabled or _gated and not (_roots_running and _roots_here()):
         return
     try:
-        _stack().log.append(id(target))
+        cls = type(target)
+        unseen = _unseen_setters.get(cls)
+        if unseen is None:
+            if len(_unseen_setters) > 10_000:  # classes made at run time must not pile up
+                _unseen_setters.clear()
+            unseen = _unseen_setters[cls] = _has_unseen_setter(cls)
+        # A store through code no probe sees (ChainMap.__setitem__) may change anything.
+        _stack().log.append(_ANY if unseen else id(target))
     except RecursionError:
         pass  # at the program's recursion limit: no room for the probe's work, not even a call
     except Exception:
         _recorder.probe_failed()
+
+
+def _has_unseen_setter(cls):
+    """Whether storing into or deleting from an instance of ``cls`` may run Python code
+    that is not recorded: a ``__setattr__``/``__delattr__``/``__setitem__``/``__delitem__``
+    or a property setter or deleter defined in a module that is not instrumented."""
+    codes = _recorder.code_functions
+    def unseen(function):
+        if type(function) is not _Function:
+            return False
+        known = codes.get(id(function.__code__))
+        return known is None or known[0] is not function.__code__
+    for name in ("__setattr__", "__delattr__", "__setitem__", "__delitem__"):
+        if unseen(class_attribute(cls, name)):
+            return True
+    for klass in type.__dict__["__mro__"].__get__(cls):
+        for attribute in type.__dict__["__dict__"].__get__(klass).values():
+            if type(attribute) is property and (unseen(attribute.fset)
+                                               or unseen(attribute.fdel)):
+                return True
+    return False
 
 
 def catch(exception, fid):

@@ -89,7 +89,7 @@ def _float_text(value):
     return repr(value)
 
 
-def _class_attribute(cls, name):
+def class_attribute(cls, name):
     """``name`` from the class dicts along the MRO, read without descriptors or metaclasses."""
     for klass in _type_mro(cls):
         namespace = _type_dict(klass)
@@ -100,7 +100,7 @@ def _class_attribute(cls, name):
 
 def _instance_dict(value, cls):
     """The instance ``__dict__`` through the interpreter's own descriptor, or None."""
-    descriptor = _class_attribute(cls, "__dict__")
+    descriptor = class_attribute(cls, "__dict__")
     if type(descriptor) is not _GetSet:
         return None  # no instance dict, or a user-defined __dict__ attribute
     namespace = descriptor.__get__(value, cls)
@@ -114,7 +114,7 @@ def plain_instance_dict(cls):
     if issubclass(cls, (dict, list, tuple, set, frozenset, enum.Enum, BaseException, type)) \
             or cls is collections.deque or _slot_names(cls):
         return None
-    descriptor = _class_attribute(cls, "__dict__")
+    descriptor = class_attribute(cls, "__dict__")
     if type(descriptor) is not _GetSet:
         return None
     return descriptor.__get__
@@ -175,7 +175,8 @@ class ValueEncoder:
     def encode(self, value, depth=0, seen=None):
         """Return the value record of ``value``; never raises (failures become ``Error``).
 
-        ``seen``: a dict that receives the id() of every container and object shown."""
+        ``seen``: a dict that receives the id() of every container and object shown (True)
+        and of what a change to would change what is shown (False)."""
         try:
             return self._encode(value, depth, {} if seen is None else seen)
         except RecursionError:
@@ -205,15 +206,20 @@ class ValueEncoder:
             return {"kind": "Float", "f": _float_text(value), "type_id": self.float_type}
         if cls is str:
             return {"kind": "String", "text": self._text(value), "type_id": self.str_type}
+        # ``seen`` also lists what is shown without its contents (False): a change to it may
+        # still change what is shown (a bytearray, a function's name, a length at the limit).
+        key = id(value)
         if cls in _SAFE_REPR:
+            seen.setdefault(key, False)
             return self._safe_repr(value, cls)
         if cls in (types.FunctionType, types.BuiltinFunctionType, types.MethodType,
                    types.ModuleType) or issubclass(cls, (type, BaseException)):
+            seen.setdefault(key, False)
             return self.raw(value)
         if depth >= self.limits.depth:
+            seen.setdefault(key, False)
             return self.raw(value)
-        key = id(value)
-        if key in seen:
+        if seen.get(key):
             return {"kind": "Reference", "dereferenced": self.raw(value), "address": key,
                     "mutable": True, "type_id": self._type_id(KIND_RAW, cls)}
         seen[key] = True
@@ -222,7 +228,7 @@ class ValueEncoder:
         if issubclass(cls, enum.Enum):
             return self._enum(value, cls, depth, seen)
         if issubclass(cls, tuple):
-            if _class_attribute(cls, "_fields") is not None:
+            if class_attribute(cls, "_fields") is not None:
                 return self._named_tuple(value, cls, depth, seen)
             return self._items(tuple.__getitem__(value, slice(0, self.limits.items)),
                                tuple.__len__(value), cls, depth, seen, "Tuple")
@@ -311,7 +317,7 @@ class ValueEncoder:
                 "contents": contents, "type_id": self._type_id(KIND_VARIANT, cls)}
 
     def _named_tuple(self, value, cls, depth, seen):
-        names = _class_attribute(cls, "_fields")
+        names = class_attribute(cls, "_fields")
         count = tuple.__len__(value)
         if type(names) is not tuple or len(names) != count:
             return self._items(tuple.__getitem__(value, slice(0, self.limits.items)), count,
@@ -323,6 +329,7 @@ class ValueEncoder:
         fields = []
         namespace = _instance_dict(value, cls)
         if namespace is not None:
+            seen.setdefault(id(namespace), False)  # stores into it change this object
             for name, item in dict.items(namespace):
                 if type(name) is str:
                     fields.append((name, item))
