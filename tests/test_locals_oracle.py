@@ -631,6 +631,74 @@ PROGRAMS.update({
         y = X
         print(X, other["X"])
     """,
+    # BUG (all versions, new in e0e7774), COMMON: a callee whose last line is 'xs += [1]' / 'd |= other'
+    # (in-place operator, no CALL) leaves xs dirty and returns with no step to reconcile it; _leave
+    # logs nothing, the caller's line made exactly the calls it expected, so the caller reads only
+    # the (empty) log: 'a' stays [] after grow(a). Fix: _leave should log the ids of its dirty
+    # variables' values (or _ANY) when the frame has pending changes.
+    "bug_callee_last_line_inplace_op": """
+        def grow(xs):
+            xs += [1]
+        def merge(d, other):
+            d |= other
+        def main():
+            a = []
+            grow(a)
+            b = 0
+            cfg = {"x": 1}
+            merge(cfg, {"y": 2})
+            c = 0
+            return a, cfg
+        print(main())
+    """,
+    # BUG (all versions, new in e0e7774), realistic: heapq.heappush(heap, Task(1)) makes 2 static
+    # calls; the recorded code entered is Task.__init__ plus one Task.__lt__ (called by the C heappush),
+    # also 2, so the line counts as 'all calls went to recorded code' although C code mutated heap:
+    # heap stays stale. Counting entries cannot tell a callback from a direct call.
+    "bug_call_count_matches_callbacks_heappush": """
+        import heapq
+        class Task:
+            def __init__(self, p):
+                self.p = p
+            def __lt__(self, other):
+                return self.p < other.p
+        def main():
+            heap = [Task(5)]
+            heapq.heappush(heap, Task(1))
+            top = 0
+            return heap[0].p
+        print(main())
+    """,
+    # BUG (all versions, new in e0e7774): items.remove(P(1)): static calls remove + P, entered
+    # P.__init__ + P.__eq__ (called by list.remove): the counts match, list.remove's own change is
+    # never logged. Any C method mutating a container that calls user __eq__/__lt__/__hash__ (whose
+    # last line has no call) the 'right' number of times hits this.
+    "bug_call_count_matches_callbacks_remove": """
+        class P:
+            def __init__(self, x):
+                self.x = x
+            def __eq__(self, other):
+                return self.x == other.x
+        def main():
+            items = [P(1)]
+            items.remove(P(1))
+            k = 0
+            return items
+        print(main())
+    """,
+    # BUG (all versions, new in e0e7774): xs.extend(one()) with a one-item generator: static calls
+    # extend + one; entered: the generator's start and its final resume (resume counts as an entry):
+    # 2 = 2, so list.extend's change of xs is never seen.
+    "bug_call_count_matches_callbacks_extend_generator": """
+        def one():
+            yield 1
+        def main():
+            xs = []
+            xs.extend(one())
+            y = 0
+            return xs
+        print(main())
+    """,
 })
 
 # A larger program: a stack-machine interpreter running an inventory simulation.
