@@ -55,6 +55,9 @@ _roots_running = []
 _window = 0
 _recorder = None
 _sites = []
+# One byte per function id: 1 if it is usually called back by C code (a dunder other than
+# __init__ or __call__), so its calls do not count as the CALLs of a line.
+_callbacks = bytearray()
 _root_sites = bytearray()
 _stores = []
 _functions = []
@@ -130,7 +133,9 @@ class ShadowFrame:
     in any frame, or found changed) and of _ANY (code that may have changed anything ran);
     ``entered``: calls made from this frame since its last step, ``expected``: how many
     the line makes (-2: unknown, 0: none), so a line whose calls all went to recorded code
-    needs only the log; ``recheck``: check every variable at the
+    needs only the log (a C function that changes objects and calls back recorded code as
+    often as the line has calls goes unseen: callbacks named like dunders, and resumes, do
+    not count); ``recheck``: check every variable at the
     next step; ``unbound``: the bindings must be written again at the next step (the caller
     of a call, a resumed generator); ``saved``: locals borrowed by inlined comprehensions;
     ``namespace``: module or class body.
@@ -178,13 +183,15 @@ def bind(recorder, gated=False):
     """Route every probe to ``recorder`` and switch recording on (call from the main thread).
 
     ``gated``: record only while an activation root is on the thread's stack."""
-    global _recorder, _sites, _root_sites, _stores, _functions, _buffer, _append, _limit
+    global _recorder, _sites, _callbacks, _root_sites, _stores, _functions, _buffer, _append
+    global _limit
     global _encode, _gated
     global _sent_variable, _lost_return, _enabled, _redacted, _int_type, _str_type, _short_string
     global _new_place, _items, _depth
     _recorder = recorder
     _gated = gated
     _sites = recorder.sites
+    _callbacks = recorder.callbacks
     _root_sites = recorder.root_sites
     _stores = recorder.stores
     _functions = recorder.functions
@@ -419,7 +426,7 @@ def _resync(stack, fid, depth, thrown=None):
     args = () if thrown is None else ((_recorder.variable_id("<thrown>"), thrown),)
     line = _yield_lines.get(fid, -1) if UNSEEN_RESUME_KEEPS_LINE else -1
     frame = _resumed(_getframe(depth), fid, line, -1)
-    _open(stack, fid, args, frame)
+    _open(stack, fid, args, frame, False)
     return frame
 
 
@@ -823,13 +830,14 @@ def step(site):
         _recorder.probe_failed()
 
 
-def _open(stack, fid, args, frame):
+def _open(stack, fid, args, frame, counted=True):
     """Write the entry Step and Call of ``frame`` (function ``fid``, ``args`` pairs of
     variable id and value) and push it; the caller's bindings are dropped until its next
     step.  Everything that can fail (even RecursionError near the limit) happens before the
     record is appended and the frame pushed, so the two stay together; nothing is appended
     if the recording window ended while this probe ran (a check then a C call: no thread
-    switch)."""
+    switch).  ``counted``: a call a CALL of the caller's line may have made (not a resume;
+    see ShadowFrame.expected)."""
     window = _window
     encoded = []
     for vid, value in args:
@@ -840,7 +848,7 @@ def _open(stack, fid, args, frame):
         encoded.append({"variable_id": vid, "value": _Fragment(data)})
     call = {"Call": {"function_id": fid, "args": encoded}}
     caller = stack[-1] if stack else None
-    if caller is not None:
+    if caller is not None and counted and not _callbacks[fid]:
         caller.entered += 1
     if caller is not None and caller.bindings and not caller.unbound:
         drop = _DROP_VARIABLES % b",".join([b"%d" % vid for vid in caller.bindings])
@@ -903,7 +911,7 @@ def resume(sent, fid, line, site):
         elif UNPROBED_DELEGATION and _gated and _outside_roots(_stack(), fid, _getframe(1)):
             return
         frame = _resumed(_getframe(1), fid, line, site)
-        _open(_stack(), fid, ((_sent_variable, sent),), frame)
+        _open(_stack(), fid, ((_sent_variable, sent),), frame, False)
         # The rest of the yielding line runs now: calls there are not counted.
         frame.expected = -(_sites[site][3] & _RUNS_CODE) if site >= 0 else 0
     except RecursionError:
@@ -927,6 +935,11 @@ def _leave(value, fid, suspends=False):
     if expected and (expected < 0 or frame.entered != expected):
         stack.log.append(_ANY)  # its last line ran code no probe sees (see step)
     frame.expected = 0
+    for vid in frame.dirty:  # stored on its last line: ``xs += ys`` changed xs in place
+        stored = frame.variables.get(vid)
+        if type(stored) not in _KEEP:
+            stack.log.append(id(stored))
+    frame.dirty.clear()
     if stack.stepper is frame and frame.bindings:
         # This frame's step is the latest: the backend would give it the caller's bindings.
         _append((stack.number, tuple(frame.bindings.values())))

@@ -56,6 +56,7 @@ class Recorder(ProbeRegistry):
         self.buffer_limit = buffer_limit
         self.buffer = []
         self.sites = []
+        self.callbacks = bytearray()  # see probes._callbacks
         # One byte per line site: 1 if it is in an activation root (the 3.10 step gate).
         self.root_sites = bytearray()
         self.stores = []
@@ -145,6 +146,9 @@ class Recorder(ProbeRegistry):
             self.buffer.append((None, data))
             self.functions.append((entry, arg_ids, cell_ids, kind, namespace,
                                    module_id if module_id is not None else fid, path, root))
+            short = name.rpartition(".")[2]
+            self.callbacks.append(short[:2] == "__" == short[-2:] and short not in
+                                  ("__init__", "__call__"))
             self._function_paths.append(path_id)
             return fid
 

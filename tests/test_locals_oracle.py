@@ -958,6 +958,9 @@ _KNOWN_LIMIT = pytest.mark.xfail(strict=True, reason="a known limit of change de
 def _marked(name):
     if name == "module_comprehension":
         return pytest.param(name, marks=_MODULE_COMPREHENSION_QUIRK)
+    if name == "limit_frame_locals_write_313":  # PEP 667 writes exist on 3.13 only
+        return pytest.param(name, marks=pytest.mark.xfail(
+            sys.version_info[:2] == (3, 13), strict=True, reason=_KNOWN_LIMIT.kwargs["reason"]))
     if name.startswith("limit_") or name == "bug_inplace_op_through_attribute_alias":
         return pytest.param(name, marks=_KNOWN_LIMIT)
     return name
