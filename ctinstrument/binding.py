@@ -64,8 +64,8 @@ class PortableRegistry(ProbeRegistry):
                                    kind, module_id))
         return self._new_id(FUNCTION_KIND)
 
-    def line_site(self, function_id, line, forced):
-        self.registrations.append(("line", function_id, line, bool(forced)))
+    def line_site(self, function_id, line, flags):
+        self.registrations.append(("line", function_id, line, flags))
         return self._new_id(LINE_KIND)
 
     def store_site(self, function_id, name, in_module_namespace):
@@ -105,8 +105,8 @@ def bind(portable, registry, module_name, path):
     for entry in portable.registrations:
         what = entry[0]
         if what == "line":
-            _, fid, line, forced = entry
-            lines.append(registry.line_site(functions[fid - FUNCTION_BASE], line, forced))
+            _, fid, line, flags = entry
+            lines.append(registry.line_site(functions[fid - FUNCTION_BASE], line, flags))
         elif what == "store":
             _, fid, name, in_module = entry
             stores.append(registry.store_site(functions[fid - FUNCTION_BASE], name, in_module))

@@ -85,6 +85,32 @@ NO_PROBE_AFTER = frozenset({"KW_NAMES", "PRECALL", "EXTENDED_ARG", "YIELD_VALUE"
                            | ({"END_FOR"} if VERSION >= (3, 13) else set()))
 
 
+# Instructions that may run other code, which may change objects in place (calls,
+# imports, context managers, awaiting, container updates that call user code): after a line
+# that has one, every variable of the frame is checked for a change.  Stores into objects
+# have a probe of their own; attribute reads, operators and iteration can run user code too
+# (properties, dunders, iterators) but are left out: checking after each of them would be
+# checking after every line (an instrumented callee's return is noticed anyway).
+RUNS_CODE = frozenset({
+    "CALL", "CALL_FUNCTION", "CALL_FUNCTION_KW", "CALL_FUNCTION_EX", "CALL_METHOD",
+    "CALL_KW", "CALL_INTRINSIC_1", "CALL_INTRINSIC_2",
+    "IMPORT_NAME", "IMPORT_STAR", "SETUP_WITH", "BEFORE_WITH", "SETUP_ASYNC_WITH",
+    "BEFORE_ASYNC_WITH", "WITH_EXCEPT_START", "GET_AWAITABLE", "GET_ANEXT", "YIELD_FROM",
+    "SEND", "LIST_EXTEND", "SET_UPDATE", "DICT_UPDATE", "DICT_MERGE"})
+
+
+# The calls among them.
+CALLS = frozenset({"CALL", "CALL_FUNCTION", "CALL_FUNCTION_KW", "CALL_FUNCTION_EX",
+                   "CALL_METHOD", "CALL_KW"})
+
+
+def runs_code(instr):
+    """Whether ``instr`` may run other code that changes objects in place (RUNS_CODE).
+    In-place operators need no check of their own: their result is stored, and a store
+    into a name or an object is probed."""
+    return instr.name in RUNS_CODE
+
+
 def check_supported():
     """Raise UnsupportedPython unless this interpreter's bytecode is one we generate for."""
     if sys.implementation.name != "cpython" or VERSION not in SUPPORTED:

@@ -14,10 +14,18 @@ record.
 
 A ``ShadowFrame`` mirrors one running frame: its line-event state and its variables as the
 store probes saw them (values taken from the stack, never read back from the target, never
-from ``frame.f_locals`` on the hot path).  After each line step the probe appends a
-``Value`` event per visible variable; an immutable value that is the same object as at the
-previous step of that frame reuses its encoding.  Stores also write the assignment history
-as ``VariableCell``/``AssignCell`` events (FORMAT.md).
+from ``frame.f_locals`` on the hot path).  Values are recorded as changes, in the shape
+CodeTracer's backend replays (FORMAT.md §"What CodeTracer shows", ``ct_locals.py``): each
+variable of a call is bound once to a place (``VariableCell``) and its value is written
+(``AssignCell``) only when its encoding changed.  What a line changed is written after the
+*next* Step of its frame, where it is first true.  A line that cannot run other code (no
+call, no store into an object: ``SITE_RUNS_CODE`` from the rewriter) is checked only for the
+variables it stored; after any other line, a return into the frame or a resume, every
+variable is checked (by identity for immutable values, by re-encoding otherwise), so changes
+made in place, through aliases or by callees are seen at the next step.  The backend gives a
+step the bindings of the call that is current at the *next* step, so a call's entry drops the
+caller's bindings (``DropVariables``), which its next step binds again, and a frame that
+returns right after its own step binds its variables again before the ``Return``.
 
 A frame left without a probe (a 3.10 ``yield from`` suspension, a ``throw()`` into a
 suspended generator) is repaired by ``_resync``, which keeps calls and returns balanced.
@@ -35,6 +43,7 @@ import orjson
 
 from . import rewriter
 from .instructions import UNPROBED_DELEGATION, UNSEEN_RESUME_KEEPS_LINE
+from .values import class_attribute, plain_instance_dict
 from .isolation import PRIVATE_BUILTINS as __builtins__  # noqa: F401 (see isolation.py)
 
 _enabled = False
@@ -46,6 +55,9 @@ _roots_running = []
 _window = 0
 _recorder = None
 _sites = []
+# One byte per function id: 1 if it is usually called back by C code (a dunder other than
+# __init__ or __call__), so its calls do not count as the CALLs of a line.
+_callbacks = bytearray()
 _root_sites = bytearray()
 _stores = []
 _functions = []
@@ -65,15 +77,46 @@ _getframe = sys._getframe
 # Line of the last yield of each function: where a frame resumed unseen (throw()) stands.
 _yield_lines = {}
 _Module = types.ModuleType
-# Values whose encoding cannot change while they stay the same object.
-_IMMUTABLE = frozenset({int, float, str, bytes, bool, complex, type(None), types.FunctionType,
-                        types.BuiltinFunctionType, range})
+# Values whose encoding cannot change while they stay the same object: a later check of
+# such a variable is an identity test.  (Functions are not among them: keeping the last one
+# shown would keep its closure alive after the program dropped it.)
+_KEEP = frozenset({int, float, str, bytes, bool, complex, type(None), range})
+# Stands for "compare by encoding" in ShadowFrame.shown (never a program value).
+_MUTABLE = object()
+_Fragment = orjson.Fragment
+_VARIABLE_CELL = b'{"VariableCell":{"variable_id":%d,"place":%d}}'
+_ASSIGN_CELL = b'{"AssignCell":{"place":%d,"new_value":%s}}'
+_DROP_VARIABLE = b'{"DropVariable":%d}'
+_DROP_VARIABLES = b'{"DropVariables":[%s]}'
+_INT_VALUE = b'{"kind":"Int","i":%d,"type_id":%d}'
+_STRING_VALUE = b'{"kind":"String","text":%s,"type_id":%d}'
+_new_place = None
+_items = 100  # Limits.items of the encoder (bind sets it)
+_depth = 3  # Limits.depth of the encoder (bind sets it)
+_scalars = _KEEP.issuperset
+_Function = types.FunctionType
+# Class -> getter of its instances' __dict__ when that alone is what they show, or None.
+_plain_classes = {}
+# Site flags (rewriter.SITE_FORCED, rewriter.SITE_RUNS_CODE, rewriter.SITE_CALLS_SHIFT).
+_FORCED = rewriter.SITE_FORCED
+_RUNS_CODE = rewriter.SITE_RUNS_CODE
+_CALLS_SHIFT = rewriter.SITE_CALLS_SHIFT
+_ANY = -1  # in a thread's log: anything may have changed (never an id())
+_LOG_LIMIT = 4096
+# Class -> whether a store into its instances may run code no probe sees.
+_unseen_setters = {}
+# id() of a mutable object -> its ObjectPlace, while a binding shows it.
+_object_places = {}
+# Shadow frames of suspended generators and coroutines, by id() of their frame object
+# (removed when the frame resumes or finishes, and at the end of a recording window).
+_suspended = {}
+_SUSPENDED_LIMIT = 10_000
 
 
 class ThreadStack(list):
     """A thread's shadow frames; ``number`` names the thread in the trace."""
 
-    __slots__ = ("number", "roots", "window")
+    __slots__ = ("number", "roots", "window", "stepper", "log", "epoch")
 
 
 class ShadowFrame:
@@ -81,27 +124,45 @@ class ShadowFrame:
 
     ``line``/``site``: last line event and last line site (for sys.settrace line rules);
     ``variables``: variable id -> value (the module namespace dict for module bodies);
-    ``cells``: (variable id, cell) pairs read at each step (``cell_ids`` their ids: stores
-    to them are history only, the value is read live); ``places``: variable id -> place of
-    the assignment history; ``cache``: variable id -> (value, encoded Value event);
-    ``saved``: locals borrowed by inlined comprehensions; ``namespace``: module or class body.
+    ``cells``: variable id -> cell object of the cell and free variables (read when
+    checked); ``places``: variable id -> place of its binding in this call, ``bindings`` the
+    same as encoded ``VariableCell`` events; ``shown``: variable id -> what ``_encoded``
+    returned for the value last written to its place;
+    ``dirty``: variables stored since the last step; ``cursor``/``epoch``: how far this
+    frame has read its thread's log of objects changed in place (by stores into objects,
+    in any frame, or found changed) and of _ANY (code that may have changed anything ran);
+    ``entered``: calls made from this frame since its last step, ``expected``: how many
+    the line makes (-2: unknown, 0: none), so a line whose calls all went to recorded code
+    needs only the log (a C function that changes objects and calls back recorded code as
+    often as the line has calls goes unseen: callbacks named like dunders, and resumes, do
+    not count); ``recheck``: check every variable at the
+    next step; ``unbound``: the bindings must be written again at the next step (the caller
+    of a call, a resumed generator); ``saved``: locals borrowed by inlined comprehensions;
+    ``namespace``: module or class body.
     """
 
-    __slots__ = ("function_id", "line", "site", "variables", "cells", "places", "cache",
-                 "saved", "namespace", "pending", "cell_ids", "root")
+    __slots__ = ("function_id", "line", "site", "variables", "cells", "places", "bindings",
+                 "shown", "dirty", "cursor", "epoch", "entered", "expected", "recheck",
+                 "unbound", "saved", "namespace", "root")
 
     def __init__(self, function_id, line, site, variables, cells, namespace, root=False):
         self.function_id = function_id
         self.line = line
         self.site = site
         self.variables = variables
-        self.cells = cells
+        self.cells = dict(cells)
         self.places = {}
-        self.cache = {}
+        self.bindings = {}
+        self.shown = {}
+        self.dirty = []
+        self.cursor = 0
+        self.epoch = -1
+        self.entered = 0
+        self.expected = 0
+        self.recheck = True
+        self.unbound = False
         self.saved = []
         self.namespace = namespace
-        self.pending = None
-        self.cell_ids = frozenset(vid for vid, _cell in cells)
         self.root = root
 
 
@@ -122,12 +183,15 @@ def bind(recorder, gated=False):
     """Route every probe to ``recorder`` and switch recording on (call from the main thread).
 
     ``gated``: record only while an activation root is on the thread's stack."""
-    global _recorder, _sites, _root_sites, _stores, _functions, _buffer, _append, _limit
+    global _recorder, _sites, _callbacks, _root_sites, _stores, _functions, _buffer, _append
+    global _limit
     global _encode, _gated
     global _sent_variable, _lost_return, _enabled, _redacted, _int_type, _str_type, _short_string
+    global _new_place, _items, _depth
     _recorder = recorder
     _gated = gated
     _sites = recorder.sites
+    _callbacks = recorder.callbacks
     _root_sites = recorder.root_sites
     _stores = recorder.stores
     _functions = recorder.functions
@@ -138,10 +202,13 @@ def bind(recorder, gated=False):
     _int_type = recorder.encoder.int_type
     _str_type = recorder.encoder.str_type
     _short_string = recorder.encoder.limits.string
+    _items = recorder.encoder.limits.items
+    _depth = recorder.encoder.limits.depth
     _redacted = recorder.redacted
     _sent_variable = recorder.variable_id("<sent>")
     _lost_return = {"Return": {"return_value": recorder.encoder.lost_frame_value()}}
     _local.stack = recorder.main_stack
+    _new_place = recorder.new_place
     named = dict(zip(rewriter.PROBE_NAMES, (step, call, return_, unwind, yield_, resume, store,
                                             delete, mutate, save, restore, catch)))
     builtins.__dict__.update(named)
@@ -155,6 +222,9 @@ def new_thread_stack(number):
     stack.number = number
     stack.roots = 0
     stack.window = _window
+    stack.stepper = None  # the shadow frame whose Step is the thread's latest
+    stack.log = []  # ids of objects changed in place, or _ANY (see ShadowFrame.cursor)
+    stack.epoch = 0  # counts the times the log was emptied
     return stack
 
 
@@ -234,17 +304,24 @@ def _outside_roots(stack, fid, frame):
         return False
     floor = 1 if stack is _recorder.main_stack else 0
     while len(stack) > floor and stack.roots:
-        _pop(stack)
-        _append((stack.number, _lost_return))
+        _lose(stack)
     return True
 
 
 def end_window():
-    """A recording window ended (recording is off): every thread's shadow frames are
-    stale; each thread empties its stack when it next records (never another thread's)."""
+    """A recording window ended (recording is off; call from the thread that ended it):
+    every thread's shadow frames are stale; each thread empties its stack when it next
+    records (never another thread's)."""
     global _window
+    stack = _getattr(_local, "stack", None)
+    if stack is not None and stack.window == _window and stack.stepper is not None \
+            and stack.stepper.bindings:
+        # The window's last step (this thread's) would get no bindings: its calls end now.
+        _append((stack.number, tuple(stack.stepper.bindings.values())))
     _window += 1
     del _roots_running[:]
+    _suspended.clear()
+    _object_places.clear()
 
 
 def reenter(frame):
@@ -332,27 +409,60 @@ def _resync(stack, fid, depth, thrown=None):
 
     A frame found deeper means the frames above it ended unseen: they get a Return.  A frame
     not found at all was resumed unseen (throw() into a generator, 3.10 yield from): it gets a
-    Call carrying the exception being handled, if any, and its variables as they are now
-    (read from the instrumented frame ``depth`` levels above this function).
+    Call carrying the exception being handled, if any, and its shadow from its suspension
+    (or its variables as they are now, read from the instrumented frame ``depth`` levels
+    above this function).
     """
-    number = stack.number
     floor = 1 if stack and stack[0].function_id == 0 else 0
     for index in range(len(stack) - 1, floor - 1, -1):
         if stack[index].function_id == fid:
             while len(stack) > index + 1:
-                _pop(stack)
-                _append((number, _lost_return))
+                _lose(stack)
             return stack[index]
     if UNPROBED_DELEGATION and _gated and _outside_roots(stack, fid, _getframe(depth)):
         raise Unrecorded
     if thrown is None:
         thrown = sys.exc_info()[1]
-    args = [] if thrown is None else [{"variable_id": _recorder.variable_id("<thrown>"),
-                                       "value": _encode(thrown)}]
-    _append((number, (_functions[fid][0], {"Call": {"function_id": fid, "args": args}})))
+    args = () if thrown is None else ((_recorder.variable_id("<thrown>"), thrown),)
     line = _yield_lines.get(fid, -1) if UNSEEN_RESUME_KEEPS_LINE else -1
-    frame = _new_frame(fid, line, -1, _locals_of(_getframe(depth), fid), ())
-    _push(stack, frame)
+    frame = _resumed(_getframe(depth), fid, line, -1)
+    _open(stack, fid, args, frame, False)
+    return frame
+
+
+def _lose(stack):
+    """The innermost shadow frame ended unseen: write its Return (of the lost-frame value),
+    its bindings first if its step is the latest (as _leave does)."""
+    frame = stack[-1]
+    if stack.stepper is frame and frame.bindings:
+        _append((stack.number, tuple(frame.bindings.values())))
+    stack.stepper = None
+    _pop(stack)
+    _append((stack.number, _lost_return))
+    _release_all(frame)
+
+
+def _suspend(real, frame):
+    """Keep the shadow frame of a suspended generator or coroutine (frame object ``real``)
+    for its resume: its places and what they show, not its values (a generator that is
+    never resumed must not keep them alive; 3.13 finalises one suspended outside a ``try``
+    without running it, so no probe sees its end)."""
+    frame.variables = {}
+    frame.cells = {}
+    if len(_suspended) >= _SUSPENDED_LIMIT:
+        del _suspended[next(iter(_suspended))]  # the oldest: resumed later, it starts afresh
+    _suspended[id(real)] = frame
+
+
+def _resumed(real, fid, line, site):
+    """The shadow frame of the generator or coroutine frame ``real`` resuming: the one kept
+    at its suspension if any, with its variables read again from ``real``."""
+    frame = _suspended.pop(id(real), None)
+    variables = _locals_of(real, fid)
+    if frame is None or frame.function_id != fid:
+        return _new_frame(fid, line, site, variables, ())
+    frame.variables = variables
+    frame.line, frame.site = line, site
     return frame
 
 
@@ -361,65 +471,317 @@ def _locals_of(frame, fid):
     if frame is None or frame.f_code.co_filename != _recorder.function_path(fid):
         return {}
     variable_id = _recorder.variable_id
-    return {variable_id(name): value for name, value in frame.f_locals.items()}
+    # Implicit names (a generator expression's ".0") are not shown.
+    return {variable_id(name): value for name, value in frame.f_locals.items()
+            if name[:1] != "."}
 
 
-def _value_event(vid, value):
+def _encoded(vid, value):
+    """What ShadowFrame.shown keeps of ``value``: (value record as JSON bytes, the value if
+    it is immutable else ``_MUTABLE``, the ids of the containers and objects the record
+    shows (a dict) or None, its ``_fingerprint`` or None: taken only once the value was
+    found unchanged, so values that change at every check never pay for it)."""
     if vid in _redacted:
-        return _recorder.redacted_value_event(vid)
+        return _dumps(_recorder.redacted_value(vid)), _MUTABLE, None, None
     cls = type(value)
     # Fast paths for the commonest values, byte-for-byte what the encoder would produce.
     if cls is int and -_I64 <= value < _I64:
-        return b'{"Value":{"variable_id":%d,"value":{"kind":"Int","i":%d,"type_id":%d}}}' % (
-            vid, value, _int_type)
+        return _INT_VALUE % (value, _int_type), value, None, None
     if cls is str and len(value) <= _short_string:
         try:
-            text = _dumps(value)
+            return _STRING_VALUE % (_dumps(value), _str_type), value, None, None
         except TypeError:  # lone surrogates: the encoder escapes them
             pass
-        else:
-            return b'{"Value":{"variable_id":%d,"value":{"kind":"String","text":%s,' \
-                   b'"type_id":%d}}}' % (vid, text, _str_type)
-    return b'{"Value":{"variable_id":%d,"value":%s}}' % (vid, _dumps(_encode(value)))
+    if cls in _KEEP:
+        return _dumps(_encode(value)), value, None, None
+    seen = {}
+    return _dumps(_encode(value, 0, seen)), _MUTABLE, seen, None
 
 
-def _snapshot(frame, event):
-    """The Step event followed by a Value event per visible variable of ``frame``."""
-    parts = [event]
-    cache = frame.cache
+def _fingerprint(value):
+    """What the encoding of ``value`` depends on, cheaper to take than the encoding: (a
+    list of ints, the scalars it names), or None when ``value`` holds something it cannot
+    describe.  Equal int lists mean an equal encoding: scalars count by identity (they are
+    held, so their ids cannot be reused), containers and plain objects by type, length,
+    keys and items, within the encoder's limits; no user code runs."""
+    ids = []
+    held = []
+    try:
+        if _walk(value, 0, ids, held, {}):
+            return ids, held
+    except Exception:  # RecursionError, or a container changed size while walked
+        pass
+    return None
+
+
+def _walk(value, depth, ids, held, seen):
+    cls = type(value)
+    if cls in _KEEP:
+        ids.append(id(value))
+        held.append(value)
+        return True
+    if cls is _Function:  # shown by its name
+        name = value.__qualname__
+        ids.append(id(name))
+        held.append(name)
+        return True
+    if cls is _Module or cls is type:  # shown by name, and long-lived
+        ids.append(id(value))
+        return True
+    if depth >= _depth:  # shown as a Raw naming the type (and the length of a container)
+        ids.append(id(cls))
+        if cls is list or cls is tuple or cls is dict or cls is set or cls is frozenset:
+            ids.append(len(value))
+        elif _plain(cls) is None:
+            return False
+        return True
+    key = id(value)
+    index = seen.get(key)
+    if index is not None:  # shown as a Reference
+        ids.append(-1)
+        ids.append(index)
+        return True
+    seen[key] = len(seen)
+    ids.append(id(cls))
+    if cls is list or cls is tuple:
+        ids.append(len(value))
+        items = value[:_items] if len(value) > _items else value
+        if _scalars(map(type, items)):  # the common case, in C
+            ids.extend(map(id, items))
+            held.extend(items)
+            return True
+        for item in items:
+            if not _walk(item, depth + 1, ids, held, seen):
+                return False
+        return True
+    if cls is set or cls is frozenset:
+        ids.append(len(value))
+        count = 0
+        for item in value:
+            if count == _items:
+                break
+            count += 1
+            if not _walk(item, depth + 1, ids, held, seen):
+                return False
+        return True
+    if cls is not dict:
+        getter = _plain(cls)
+        if getter is None:
+            return False
+        value = getter(value, cls)
+        if type(value) is not dict:
+            return False
+    ids.append(len(value))
+    if len(value) <= _items and _scalars(map(type, value)) \
+            and _scalars(map(type, value.values())):  # the common case, in C
+        ids.extend(map(id, value))
+        ids.extend(map(id, value.values()))
+        held.extend(value)
+        held.extend(value.values())
+        return True
+    count = 0
+    for name, item in value.items():
+        if count == _items:
+            break
+        count += 1
+        if type(name) not in _KEEP:
+            return False
+        ids.append(id(name))
+        held.append(name)
+        if not _walk(item, depth + 1, ids, held, seen):
+            return False
+    return True
+
+
+def _plain(cls):
+    getter = _plain_classes.get(cls, _MUTABLE)
+    if getter is _MUTABLE:
+        if len(_plain_classes) > 10_000:  # classes made at run time must not pile up here
+            _plain_classes.clear()
+        getter = _plain_classes[cls] = plain_instance_dict(cls)
+    return getter
+
+
+def _same(value, fingerprint):
+    """Whether ``value`` still has ``fingerprint``."""
+    now = _fingerprint(value)
+    return now is not None and now[0] == fingerprint[0]
+
+
+def _containing(shown, ids):
+    """Variables whose shown value contains (or is) an object of ``ids``."""
+    return [vid for vid, entry in shown.items()
+            if type(entry) is ObjectPlace and not entry.visited.keys().isdisjoint(ids)]
+
+
+def _changes(frame, parts, stack):
+    """Append to ``parts`` (after a Step of ``frame``) the bindings and changes that Step
+    must carry: bindings again if the call's were dropped, then a VariableCell (first
+    binding), AssignCell (new encoding) or DropVariable (unbound) per variable to check:
+    every variable after code that may have changed anything, else those stored and those
+    that show an object of the thread's log since the frame last read it (an object
+    changed in place, a cell, a module namespace)."""
+    if frame.unbound:
+        frame.unbound = False
+        parts.extend(frame.bindings.values())
+    log = stack.log
+    touched = None
+    if frame.epoch != stack.epoch:
+        frame.recheck = True
+        frame.epoch = stack.epoch
+    elif frame.cursor < len(log):
+        touched = log[frame.cursor:]
+        if _ANY in touched:
+            frame.recheck = True
+    if frame.recheck:
+        frame.recheck = False
+        vids = list(frame.variables)
+        vids.extend(frame.cells)
+        # Bound before but gone without a delete probe (a namespace changed behind it).
+        vids.extend([vid for vid in frame.places
+                     if vid not in frame.variables and vid not in frame.cells])
+        changed = _reconcile(frame, parts, vids)
+    else:
+        vids = frame.dirty
+        if touched:
+            vids = vids + _containing(frame.shown, touched)
+            if frame.cells:
+                vids.extend([vid for vid, cell in frame.cells.items() if id(cell) in touched])
+            if frame.namespace and id(frame.variables) in touched:
+                vids.extend(frame.variables)  # a function stored or deleted a global
+        changed = _reconcile(frame, parts, vids) if vids else None
+        if changed:  # objects changed in place: the other names that show them
+            others = [vid for vid in _containing(frame.shown, changed) if vid not in vids]
+            if others:
+                _reconcile(frame, parts, others)
+    if changed:
+        log.extend(changed)  # for the callers' frames, which may show them too
+    frame.dirty.clear()
+    if len(log) > _LOG_LIMIT:  # the callers check every variable instead
+        del log[:]
+        stack.epoch += 1
+        frame.epoch = stack.epoch
+    frame.cursor = len(log)
+
+
+class ObjectPlace:
+    """The place of one mutable object, shared by every variable (of any frame) that holds
+    it, so a change made through one name or frame is written once and shown by all.
+
+    ``ident``: id() of the object (alive while a shadow frame holds it, so the id cannot be
+    reused while a binding shows this place); ``data``/``visited``: its last written
+    encoding and the ids of what that shows; ``fingerprint``: taken once the encoding was
+    found unchanged (see _fingerprint); ``bound``: bindings showing it (the entry is
+    forgotten at 0, which keeps ``_object_places`` as small as the live bindings)."""
+
+    __slots__ = ("ident", "place", "data", "visited", "fingerprint", "bound")
+
+    def __init__(self, ident, place, data, visited):
+        self.ident = ident
+        self.place = place
+        self.data = data
+        self.visited = visited
+        self.fingerprint = None
+        self.bound = 0
+
+
+def _release(shown, vid):
+    """Forget what ``shown`` had for ``vid``; an object place loses a binding."""
+    known = shown.pop(vid, None)
+    if type(known) is ObjectPlace:
+        known.bound -= 1
+        if known.bound <= 0 and _object_places.get(known.ident) is known:
+            del _object_places[known.ident]
+
+
+def _release_all(frame):
+    """A frame ended: its bindings no longer show their object places."""
+    for known in frame.shown.values():
+        if type(known) is ObjectPlace:
+            known.bound -= 1
+            if known.bound <= 0 and _object_places.get(known.ident) is known:
+                del _object_places[known.ident]
+    frame.shown.clear()
+
+
+def _reconcile(frame, parts, vids):
+    """The events for ``vids`` (see _changes); returns the ids of the objects found changed
+    in place.  Immutable values get a place per variable (compared by identity, then by
+    encoding); mutable ones the ObjectPlace of their object."""
+    variables = frame.variables
+    cells = frame.cells
+    shown = frame.shown
+    places = frame.places
     namespace = frame.namespace
-    for vid, value in frame.variables.items():
-        cls = type(value)  # never value.__class__: a user __getattribute__ would run
-        cached = cache.get(vid)
-        if cached is not None and cached[0] is value and cls in _IMMUTABLE:
-            parts.append(cached[1])
+    changed_in_place = None
+    for vid in vids:
+        cell = cells.get(vid)
+        if cell is None:
+            value = variables.get(vid, _MUTABLE)
+        else:
+            try:
+                value = cell.cell_contents
+            except ValueError:  # unbound
+                value = _MUTABLE
+        cls = type(value)
+        if value is _MUTABLE or namespace and cls is _Module:
+            place = places.pop(vid, None)
+            if place is not None:
+                del frame.bindings[vid]
+                _release(shown, vid)
+                parts.append(_DROP_VARIABLE % vid)
             continue
-        if namespace and cls is _Module:
+        known = shown.get(vid)
+        if cls in _KEEP or vid in _redacted:
+            if known is not None and type(known) is tuple and known[1] is value:
+                continue
+            entry = _encoded(vid, value)
+            if type(known) is tuple and known[0] == entry[0]:
+                shown[vid] = entry
+                continue
+            if type(known) is not tuple:  # from an object's place to one of its own
+                _release(shown, vid)
+                place = None
+            else:
+                place = places.get(vid)
+            shown[vid] = entry
+            data = entry[0]
+            if place is None:
+                place = places[vid] = _new_place()
+                binding = frame.bindings[vid] = _VARIABLE_CELL % (vid, place)
+                parts.append(binding)
+            parts.append(_ASSIGN_CELL % (place, data))
             continue
-        data = _value_event(vid, value)
-        cache[vid] = (value, data)
-        parts.append(data)
-    for vid, cell in frame.cells:
-        try:
-            value = cell.cell_contents
-        except ValueError:
-            continue  # unbound
-        cached = cache.get(vid)
-        if cached is not None and cached[0] is value and type(value) in _IMMUTABLE:
-            parts.append(cached[1])
-            continue
-        data = _value_event(vid, value)
-        cache[vid] = (value, data)
-        parts.append(data)
-    return tuple(parts)
-
-
-def _flush_pending(frame, number):
-    """AssignCell events for objects changed in place since the last step of ``frame``."""
-    pending = frame.pending
-    frame.pending = None
-    for vid, value in pending:
-        _assign(number, frame, vid, value)
+        ident = id(value)
+        entry = known if type(known) is ObjectPlace and known.ident == ident \
+            else _object_places.get(ident)
+        assign = None
+        if entry is None:
+            data, _keep, visited, _fp = _encoded(vid, value)
+            entry = _object_places[ident] = ObjectPlace(ident, _new_place(), data, visited)
+            assign = _ASSIGN_CELL % (entry.place, data)  # after the binding
+        elif entry.fingerprint is None or not _same(value, entry.fingerprint):
+            data, _keep, visited, _fp = _encoded(vid, value)
+            entry.visited = visited  # the same encoding may show other objects now
+            if data == entry.data:
+                entry.fingerprint = _fingerprint(value)
+            else:
+                entry.data = data
+                entry.fingerprint = None
+                parts.append(_ASSIGN_CELL % (entry.place, data))
+                if changed_in_place is None:
+                    changed_in_place = []
+                changed_in_place.append(ident)
+        if known is not entry:
+            _release(shown, vid)
+            shown[vid] = entry
+            entry.bound += 1
+            place = places[vid] = entry.place
+            binding = frame.bindings[vid] = _VARIABLE_CELL % (vid, place)
+            parts.append(binding)
+        if assign is not None:
+            parts.append(assign)
+    return changed_in_place
 
 
 def step(site):
@@ -429,19 +791,36 @@ def step(site):
         return
     try:
         window = _window
-        fid, line, event, forced = _sites[site]
-        stack = _stack()
+        fid, line, event, flags = _sites[site]
+        try:  # _stack, inlined
+            stack = _local.stack
+        except AttributeError:
+            stack = _thread_stack()
+        if stack.window != window:
+            _forget_frames(stack)
         frame = stack[-1] if stack else None
         if frame is None or frame.function_id != fid:
             frame = _resync(stack, fid, 2)
-        if line != frame.line or site <= frame.site or forced:
+        if line != frame.line or site <= frame.site or flags & _FORCED:
             frame.line = line
-            if frame.pending:
-                _flush_pending(frame, stack.number)
-            snapshot = _snapshot(frame, event)
+            expected = frame.expected
+            if expected and (expected < 0 or frame.entered != expected):
+                # The line ran code no probe sees: it may have changed anything.
+                frame.recheck = True
+                stack.log.append(_ANY)
+            frame.entered = 0
+            frame.expected = flags >> _CALLS_SHIFT or -(flags & _RUNS_CODE)
+            if frame.recheck or frame.dirty or frame.unbound \
+                    or frame.cursor != len(stack.log) or frame.epoch != stack.epoch:
+                parts = [event]
+                _changes(frame, parts, stack)
+                record = tuple(parts)
+            else:
+                record = event
             if window != _window:
                 return  # the window ended while this probe ran on this thread
-            _append((stack.number, snapshot))
+            stack.stepper = frame
+            _append((stack.number, record))
             if len(_buffer) > _limit:
                 _recorder.flush()
         frame.site = site
@@ -451,19 +830,45 @@ def step(site):
         _recorder.probe_failed()
 
 
-def _enter(fid, arg_ids, args, cells, line, site, variables):
-    # Everything that can fail (even RecursionError near the limit) happens before the record
-    # is appended and the frame pushed, so the two stay together; nothing is appended if the
-    # recording window ended while this probe ran (a check then a C call: no thread switch).
+def _open(stack, fid, args, frame, counted=True):
+    """Write the entry Step and Call of ``frame`` (function ``fid``, ``args`` pairs of
+    variable id and value) and push it; the caller's bindings are dropped until its next
+    step.  Everything that can fail (even RecursionError near the limit) happens before the
+    record is appended and the frame pushed, so the two stay together; nothing is appended
+    if the recording window ended while this probe ran (a check then a C call: no thread
+    switch).  ``counted``: a call a CALL of the caller's line may have made (not a resume;
+    see ShadowFrame.expected)."""
     window = _window
-    encoded = [{"variable_id": v, "value": _recorder.redacted_value(v) if v in _redacted
-                else _encode(a)} for v, a in zip(arg_ids, args) if v >= 0]
-    frame = _new_frame(fid, line, site, variables, cells)
-    record = (_functions[fid][0], {"Call": {"function_id": fid, "args": encoded}})
-    stack = _stack()
+    encoded = []
+    for vid, value in args:
+        if type(value) in _KEEP or vid in _redacted:
+            data = _encoded(vid, value)[0]
+        else:  # shown in full from the first step on (its binding): a summary here
+            data = _dumps(_encode(value, _depth - 1))
+        encoded.append({"variable_id": vid, "value": _Fragment(data)})
+    call = {"Call": {"function_id": fid, "args": encoded}}
+    caller = stack[-1] if stack else None
+    if caller is not None and counted and not _callbacks[fid]:
+        caller.entered += 1
+    if caller is not None and caller.bindings and not caller.unbound:
+        drop = _DROP_VARIABLES % b",".join([b"%d" % vid for vid in caller.bindings])
+        record = (_functions[fid][0], drop, call)
+    else:
+        caller = None
+        record = (_functions[fid][0], call)
     if window == _window:
+        if caller is not None:
+            caller.unbound = True
+        stack.stepper = None  # the entry step belongs to the callee
+        frame.recheck = True
+        frame.unbound = bool(frame.bindings)
         _append((stack.number, record))
         _push(stack, frame)
+
+
+def _enter(fid, arg_ids, args, cells, line, site, variables):
+    frame = _new_frame(fid, line, site, variables, cells)
+    _open(_stack(), fid, [(vid, arg) for vid, arg in zip(arg_ids, args) if vid >= 0], frame)
 
 
 def call(fid, args, cells):
@@ -478,8 +883,9 @@ def call(fid, args, cells):
         cell_ids = function[2]
         variables = {vid: value for vid, value in zip(arg_ids, args)
                      if vid >= 0 and vid not in cell_ids}
-        _enter(fid, arg_ids, args, tuple(zip(cell_ids, cells)) if cells else (), -1, -1,
-               variables)
+        # A class body's locals never include free variables (nor its __class__ cell).
+        shown_cells = tuple(zip(cell_ids, cells)) if cells and function[3] != "class" else ()
+        _enter(fid, arg_ids, args, shown_cells, -1, -1, variables)
     except RecursionError:
         pass  # at the program's recursion limit: no room for the probe's work, not even a call
     except Exception:
@@ -489,9 +895,9 @@ def call(fid, args, cells):
 def resume(sent, fid, line, site):
     """A generator or coroutine resumed: a Call carrying the sent value.
 
-    Its locals are re-read from the resumed frame: a shadow frame cannot follow a generator
-    while it is suspended.  On 3.12 and older this refreshes the dict ``locals()`` returned in
-    that frame (PITFALLS.md), the price of correct values in generators and coroutines.
+    Its shadow frame is the one kept at its suspension; a frame suspended unseen (or before
+    recording started) has its locals read from the resumed frame (on 3.12 and older this
+    refreshes the dict ``locals()`` returned in that frame, PITFALLS.md).
     """
     if not _enabled:
         return
@@ -504,27 +910,47 @@ def resume(sent, fid, line, site):
             reenter(_getframe(1).f_back)
         elif UNPROBED_DELEGATION and _gated and _outside_roots(_stack(), fid, _getframe(1)):
             return
-        _enter(fid, (_sent_variable,), (sent,), (), line, site, _locals_of(_getframe(1), fid))
+        frame = _resumed(_getframe(1), fid, line, site)
+        _open(_stack(), fid, ((_sent_variable, sent),), frame, False)
+        # The rest of the yielding line runs now: calls there are not counted.
+        frame.expected = -(_sites[site][3] & _RUNS_CODE) if site >= 0 else 0
     except RecursionError:
         pass  # at the program's recursion limit: no room for the probe's work, not even a call
     except Exception:
         _recorder.probe_failed()
 
 
-def _leave(value, fid):
-    window = _window  # as in _enter
+def _leave(value, fid, suspends=False):
+    """Write the Return of the innermost frame (``fid``) with ``value``; returns its
+    shadow frame (``suspends``: a yield, the frame goes on later)."""
+    window = _window  # as in _open
     record = {"Return": {"return_value": _encode(value)}}
     stack = _stack()
     if not stack or stack[-1].function_id != fid:
         _resync(stack, fid, 3)
-    if stack[-1].pending:
-        _flush_pending(stack[-1], stack.number)
+    frame = stack[-1]
     if window != _window:
-        return
+        return frame
+    expected = frame.expected
+    if expected and (expected < 0 or frame.entered != expected):
+        stack.log.append(_ANY)  # its last line ran code no probe sees (see step)
+    frame.expected = 0
+    for vid in frame.dirty:  # stored on its last line: ``xs += ys`` changed xs in place
+        stored = frame.variables.get(vid)
+        if type(stored) not in _KEEP:
+            stack.log.append(id(stored))
+    frame.dirty.clear()
+    if stack.stepper is frame and frame.bindings:
+        # This frame's step is the latest: the backend would give it the caller's bindings.
+        _append((stack.number, tuple(frame.bindings.values())))
+    stack.stepper = None
     _append((stack.number, record))
     _pop(stack)
+    if not suspends:
+        _release_all(frame)
     if len(_buffer) > _limit:
         _recorder.flush()
+    return frame
 
 
 def return_(value, fid):
@@ -554,7 +980,7 @@ def yield_(value, fid, line):
         return
     try:
         _yield_lines[fid] = line
-        _leave(value, fid)
+        _suspend(_getframe(1), _leave(value, fid, True))
     except RecursionError:
         pass  # at the program's recursion limit: no room for the probe's work, not even a call
     except Exception:
@@ -569,37 +995,33 @@ def _current_frame(fid, thrown=None):
     return stack.number, frame
 
 
-def _assign(number, frame, vid, value):
-    """Record ``vid = value`` in ``frame``: shadow update plus assignment history."""
-    frame.cache.pop(vid, None)
-    places = frame.places
-    place = places.get(vid)
-    if place is None:
-        place = places[vid] = _recorder.new_place()
-        history = {"VariableCell": {"variable_id": vid, "place": place}}
-    else:
-        history = None
-    if vid in _redacted:
-        assigned = _recorder.redacted_value(vid)
-    else:
-        assigned = _encode(value)
-    assign = {"AssignCell": {"place": place, "new_value": assigned}}
-    _append((number, (history, assign) if history is not None else assign))
-
-
 def store(value, site):
     if not _enabled or _gated and not (_roots_running and _roots_here()):
         return
     try:
         fid, vid, namespace = _stores[site]
-        number, frame = _current_frame(fid)
+        try:  # _current_frame, inlined: this is the commonest probe
+            stack = _local.stack
+            frame = stack[-1]
+        except (AttributeError, IndexError):
+            frame = None
+        if frame is None or frame.function_id != fid or stack.window != _window:
+            _number, frame = _current_frame(fid)
+            stack = _local.stack
         if namespace is not None:
             namespace[vid] = value
-        elif vid not in frame.cell_ids:
+            if frame.variables is not namespace:
+                # A global of a function: the module's frame shows it (and, if the value
+                # changed in place, as ``xs += ys`` does, whoever holds it).
+                stack.log.append(id(namespace))
+                if type(value) not in _KEEP:
+                    stack.log.append(id(value))
+                return
+        elif vid in frame.cells:
+            stack.log.append(id(frame.cells[vid]))  # other frames may show the cell too
+        else:
             frame.variables[vid] = value
-        if frame.saved and any(saved[0] == vid for saved in frame.saved):
-            return  # an inlined comprehension's variable: not the history of the outer one
-        _assign(number, frame, vid, value)
+        frame.dirty.append(vid)
     except RecursionError:
         pass  # at the program's recursion limit: no room for the probe's work, not even a call
     except Exception:
@@ -611,10 +1033,12 @@ def delete(site):
         return
     try:
         fid, vid, namespace = _stores[site]
-        number, frame = _current_frame(fid)
+        _number, frame = _current_frame(fid)
         (frame.variables if namespace is None else namespace).pop(vid, None)
-        frame.cache.pop(vid, None)
-        _append((number, {"DropVariable": vid}))
+        if namespace is None or frame.variables is namespace:
+            frame.dirty.append(vid)
+        else:
+            _local.stack.log.append(id(namespace))
     except RecursionError:
         pass  # at the program's recursion limit: no room for the probe's work, not even a call
     except Exception:
@@ -622,30 +1046,44 @@ def delete(site):
 
 
 def mutate(target, fid):
-    """``target`` is about to change in place (attribute, item or slice store or delete)."""
+    """``target`` is about to change in place (attribute, item or slice store or delete):
+    the variables that show it are checked at the next step."""
     if not _enabled or _gated and not (_roots_running and _roots_here()):
         return
     try:
-        _number, frame = _current_frame(fid)
-        for vid, value in frame.variables.items():
-            if value is target:
-                break
-        else:
-            for vid, cell in frame.cells:
-                try:
-                    if cell.cell_contents is target:
-                        break
-                except ValueError:
-                    pass
-            else:
-                return
-        if frame.pending is None:
-            frame.pending = []
-        frame.pending.append((vid, target))
+        cls = type(target)
+        unseen = _unseen_setters.get(cls)
+        if unseen is None:
+            if len(_unseen_setters) > 10_000:  # classes made at run time must not pile up
+                _unseen_setters.clear()
+            unseen = _unseen_setters[cls] = _has_unseen_setter(cls)
+        # A store through code no probe sees (ChainMap.__setitem__) may change anything.
+        _stack().log.append(_ANY if unseen else id(target))
     except RecursionError:
         pass  # at the program's recursion limit: no room for the probe's work, not even a call
     except Exception:
         _recorder.probe_failed()
+
+
+def _has_unseen_setter(cls):
+    """Whether storing into or deleting from an instance of ``cls`` may run Python code
+    that is not recorded: a ``__setattr__``/``__delattr__``/``__setitem__``/``__delitem__``
+    or a property setter or deleter defined in a module that is not instrumented."""
+    codes = _recorder.code_functions
+    def unseen(function):
+        if type(function) is not _Function:
+            return False
+        known = codes.get(id(function.__code__))
+        return known is None or known[0] is not function.__code__
+    for name in ("__setattr__", "__delattr__", "__setitem__", "__delitem__"):
+        if unseen(class_attribute(cls, name)):
+            return True
+    for klass in type.__dict__["__mro__"].__get__(cls):
+        for attribute in type.__dict__["__dict__"].__get__(klass).values():
+            if type(attribute) is property and (unseen(attribute.fset)
+                                               or unseen(attribute.fdel)):
+                return True
+    return False
 
 
 def catch(exception, fid):
@@ -654,7 +1092,9 @@ def catch(exception, fid):
     if not _enabled or _gated and not (_roots_running and _roots_here()):
         return
     try:
-        number, _frame = _current_frame(fid, exception)
+        number, frame = _current_frame(fid, exception)
+        frame.recheck = True  # code that raised may have changed things before it did
+        _local.stack.log.append(_ANY)
         _append((number, {"Event": {"kind": 12, "metadata": "exception",
                                     "content": _recorder.describe_exception(exception)}}))
     except RecursionError:
@@ -671,7 +1111,7 @@ def save(site):
         fid, vid, _namespace = _stores[site]
         _number, frame = _current_frame(fid)
         frame.saved.append((vid, frame.variables.pop(vid, _MISSING)))
-        frame.cache.pop(vid, None)
+        frame.dirty.append(vid)
     except RecursionError:
         pass  # at the program's recursion limit: no room for the probe's work, not even a call
     except Exception:
@@ -685,7 +1125,6 @@ def restore(site):
     try:
         fid, vid, _namespace = _stores[site]
         _number, frame = _current_frame(fid)
-        frame.cache.pop(vid, None)
         for index in range(len(frame.saved) - 1, -1, -1):
             if frame.saved[index][0] == vid:
                 value = frame.saved.pop(index)[1]
@@ -696,6 +1135,7 @@ def restore(site):
             frame.variables.pop(vid, None)
         else:
             frame.variables[vid] = value
+        frame.dirty.append(vid)
     except RecursionError:
         pass  # at the program's recursion limit: no room for the probe's work, not even a call
     except Exception:

@@ -7,6 +7,7 @@ status, metadata).  Ids follow FORMAT.md: a ``Path``/``Function``/``Type``/``Var
 is in the stream before anything uses it, and ids are the order of emission.
 """
 
+import itertools
 import os
 import sys
 import threading
@@ -55,6 +56,7 @@ class Recorder(ProbeRegistry):
         self.buffer_limit = buffer_limit
         self.buffer = []
         self.sites = []
+        self.callbacks = bytearray()  # see probes._callbacks
         # One byte per line site: 1 if it is in an activation root (the 3.10 step gate).
         self.root_sites = bytearray()
         self.stores = []
@@ -62,7 +64,7 @@ class Recorder(ProbeRegistry):
         self.namespaces = {}
         self.redacted = set()
         self.redaction = redaction
-        self._places = 0
+        self._places = itertools.count(1).__next__
         self.stacks = {}
         self.main_thread = 1
         self.writer = TraceWriter(out_dir, self.main_thread)
@@ -144,6 +146,9 @@ class Recorder(ProbeRegistry):
             self.buffer.append((None, data))
             self.functions.append((entry, arg_ids, cell_ids, kind, namespace,
                                    module_id if module_id is not None else fid, path, root))
+            short = name.rpartition(".")[2]
+            self.callbacks.append(short[:2] == "__" == short[-2:] and short not in
+                                  ("__init__", "__call__"))
             self._function_paths.append(path_id)
             return fid
 
@@ -154,11 +159,11 @@ class Recorder(ProbeRegistry):
     def code_bound(self, code, function_id):
         self.code_functions[id(code)] = (code, function_id)
 
-    def line_site(self, function_id, line, forced):
+    def line_site(self, function_id, line, flags):
         path_id = self._function_paths[function_id]
         event = orjson.dumps({"Step": {"path_id": path_id, "line": line}})
         with self._lock:
-            self.sites.append((function_id, line, event, forced))
+            self.sites.append((function_id, line, event, flags))
             self.root_sites.append(self.functions[function_id][7])
             return len(self.sites) - 1
 
@@ -172,10 +177,9 @@ class Recorder(ProbeRegistry):
             return len(self.stores) - 1
 
     def new_place(self):
-        """A new place id for the assignment history (VariableCell/AssignCell)."""
-        with self._lock:
-            self._places += 1
-            return self._places
+        """A new place id for the assignment history (VariableCell/AssignCell); never
+        reused (a C-level counter: no lock on the probes' path)."""
+        return self._places()
 
     def variable_id(self, name):
         """Id of the variable name ``name``, emitting ``VariableName`` on first use."""
@@ -189,10 +193,6 @@ class Recorder(ProbeRegistry):
     def redacted_value(self, vid):
         """The value record shown instead of a secret's value (counted)."""
         return self.encoder.redacted_value()
-
-    def redacted_value_event(self, vid):
-        """A ``Value`` event (bytes) for the secret variable ``vid``."""
-        return orjson.dumps({"Value": {"variable_id": vid, "value": self.redacted_value(vid)}})
 
     def intern_type(self, kind, lang_type, fields=None):
         """Id of the type (kind, lang_type[, field names]), emitting its ``Type`` event on

@@ -28,9 +28,15 @@ class Redaction:
 
     def __init__(self, extra_names=()):
         self.names = SECRET_NAMES | {normalise(n) for n in extra_names}
+        self._verdicts = {}  # name -> bool: the encoder asks for every field it shows
 
     def is_secret(self, name):
-        if not isinstance(name, str):
+        if type(name) is not str:
             return False
-        key = normalise(name)
-        return key in self.names or key.endswith(SECRET_ENDINGS)
+        verdict = self._verdicts.get(name)
+        if verdict is None:
+            key = normalise(name)
+            verdict = key in self.names or key.endswith(SECRET_ENDINGS)
+            if len(self._verdicts) < 100_000:  # names are few; keys of big dicts may not be
+                self._verdicts[name] = verdict
+        return verdict

@@ -12,7 +12,8 @@ What gets inserted, per code object (recursively over nested code objects):
   exception that was raised in (or propagated into) the frame;
 * a store probe before every name store and delete (the value is copied from the stack, the
   target is never read back), a mutation probe before attribute, item and slice stores, and
-  save/restore probes around the locals that 3.12+ inlined comprehensions borrow.
+  save/restore probes around the locals that 3.12+ inlined comprehensions borrow; a line
+  site says whether its line may run other code.
 
 Inserted instructions take the source location of the instruction they precede, so
 tracebacks, ``f_lineno``, warnings and logging see the original positions.  The per-version
@@ -36,12 +37,19 @@ YIELD = "__ctinstrument_yield__"
 RESUME = "__ctinstrument_resume__"
 STORE = "__ctinstrument_store__"
 DELETE = "__ctinstrument_delete__"
-MUTATE = "__ctinstrument_mutate__"
 SAVE = "__ctinstrument_save__"
 RESTORE = "__ctinstrument_restore__"
 CATCH = "__ctinstrument_catch__"
+MUTATE = "__ctinstrument_mutate__"
 PROBE_NAMES = (STEP, CALL, RETURN, UNWIND, YIELD, RESUME, STORE, DELETE, MUTATE, SAVE, RESTORE,
                CATCH)
+
+# Flags of a line site (``ProbeRegistry.line_site``).
+SITE_FORCED = 1  # reaching the site is a line event even if the line did not change
+SITE_RUNS_CODE = 2  # the site's line may run other code (see ``instructions.runs_code``)
+# Bits from SITE_CALLS_SHIFT on: how many calls the line makes each time it runs, when that
+# is known (see _line_effects); 0 if unknown.
+SITE_CALLS_SHIFT = 2
 
 CO_NEWLOCALS = 0x02
 CO_VARARGS = 0x04
@@ -75,10 +83,10 @@ class ProbeRegistry:
         """
         raise NotImplementedError
 
-    def line_site(self, function_id, line, forced):
+    def line_site(self, function_id, line, flags):
         """Return a new site id (ints increase in code order within one code object).
 
-        ``forced``: reaching the site is a line event even if the line did not change.
+        ``flags``: SITE_FORCED and SITE_RUNS_CODE or'ed together.
         """
         raise NotImplementedError
 
@@ -296,8 +304,33 @@ def _store_probe(item, stores, restores, index):
     return []
 
 
+def _line_effects(items):
+    """(lines that may run other code, {line: number of calls}) of the original
+    instructions.  A line is counted only if its calls are all it runs of other code and it
+    has no jump, so that each of its calls runs exactly once each time it runs."""
+    running = set()
+    calls = {}
+    uncounted = set()
+    for item in items:
+        if not isinstance(item, Instr):
+            continue
+        line = item.lineno
+        if isinstance(item.arg, Label):
+            uncounted.add(line)
+        if ins.runs_code(item):
+            running.add(line)
+            if item.name in ins.CALLS:
+                calls[line] = calls.get(line, 0) + 1
+            else:
+                uncounted.add(line)
+    for line in uncounted:
+        calls.pop(line, None)
+    return running, calls
+
+
 def _insert_probes(bc, registry, fid, arg_loads, cell_loads, stores):
     items = _split_superinstructions(list(bc))
+    running, calls = _line_effects(items)
     restores = _comprehension_restores(items) if ins.HAS_INLINED_COMPREHENSIONS else set()
     start = _prologue_length(items)
     handler = Label()
@@ -400,7 +433,10 @@ def _insert_probes(bc, registry, fid, arg_loads, cell_loads, stores):
             if blocked:
                 carried = site_line
             else:
-                last_site = registry.line_site(fid, site_line, forced)
+                flags = (SITE_FORCED if forced else 0) | (
+                    SITE_RUNS_CODE if site_line in running else 0) | (
+                    calls.get(site_line, 0) << SITE_CALLS_SHIFT)
+                last_site = registry.line_site(fid, site_line, flags)
                 forced = False
                 out.extend(_located(ins.call_with_consts(STEP, last_site), item))
 

@@ -89,7 +89,7 @@ def _float_text(value):
     return repr(value)
 
 
-def _class_attribute(cls, name):
+def class_attribute(cls, name):
     """``name`` from the class dicts along the MRO, read without descriptors or metaclasses."""
     for klass in _type_mro(cls):
         namespace = _type_dict(klass)
@@ -98,16 +98,51 @@ def _class_attribute(cls, name):
     return None
 
 
+_dict_descriptors = {}  # class -> the interpreter's own __dict__ descriptor, or None
+
+
 def _instance_dict(value, cls):
     """The instance ``__dict__`` through the interpreter's own descriptor, or None."""
-    descriptor = _class_attribute(cls, "__dict__")
-    if type(descriptor) is not _GetSet:
-        return None  # no instance dict, or a user-defined __dict__ attribute
+    descriptor = _dict_descriptors.get(cls, _GetSet)
+    if descriptor is _GetSet:
+        if len(_dict_descriptors) > 10_000:  # classes made at run time must not pile up here
+            _dict_descriptors.clear()
+        descriptor = class_attribute(cls, "__dict__")
+        if type(descriptor) is not _GetSet:
+            descriptor = None  # no instance dict, or a user-defined __dict__ attribute
+        _dict_descriptors[cls] = descriptor
+    if descriptor is None:
+        return None
     namespace = descriptor.__get__(value, cls)
     return namespace if type(namespace) is dict else None
 
 
+def plain_instance_dict(cls):
+    """For a class whose instances are shown by their ``__dict__`` alone (the interpreter's
+    own descriptor, no slots, not a container, enum or named tuple): the getter of that
+    dict; else None."""
+    if issubclass(cls, (dict, list, tuple, set, frozenset, enum.Enum, BaseException, type)) \
+            or cls is collections.deque or _slot_names(cls):
+        return None
+    descriptor = class_attribute(cls, "__dict__")
+    if type(descriptor) is not _GetSet:
+        return None
+    return descriptor.__get__
+
+
+_slots_of = {}  # class -> its slots as (class, name) pairs: fixed when the class is made
+
+
 def _slot_names(cls):
+    known = _slots_of.get(cls)
+    if known is None:
+        if len(_slots_of) > 10_000:  # classes made at run time must not pile up here
+            _slots_of.clear()
+        known = _slots_of[cls] = _find_slot_names(cls)
+    return known
+
+
+def _find_slot_names(cls):
     names = []
     for klass in _type_mro(cls):
         slots = _type_dict(klass).get("__slots__", ())
@@ -117,6 +152,35 @@ def _slot_names(cls):
             if isinstance(name, str) and name not in ("__dict__", "__weakref__"):
                 names.append((klass, name))
     return names
+
+
+# How a class's instances are encoded (decided once per class by _kind_of).
+_SAFE, _RAW, _MAPPING, _ENUM, _NAMED_TUPLE, _TUPLE, _LIST, _SET, _FROZENSET, _DEQUE, _OBJECT = (
+    "safe", "raw", "mapping", "enum", "named tuple", "tuple", "list", "set", "frozenset",
+    "deque", "object")
+
+
+def _kind_of(cls):
+    if cls in _SAFE_REPR:
+        return _SAFE
+    if cls in (types.FunctionType, types.BuiltinFunctionType, types.MethodType,
+               types.ModuleType) or issubclass(cls, (type, BaseException)):
+        return _RAW
+    if issubclass(cls, dict):
+        return _MAPPING
+    if issubclass(cls, enum.Enum):
+        return _ENUM
+    if issubclass(cls, tuple):
+        return _NAMED_TUPLE if class_attribute(cls, "_fields") is not None else _TUPLE
+    if issubclass(cls, list):
+        return _LIST
+    if issubclass(cls, set):
+        return _SET
+    if issubclass(cls, frozenset):
+        return _FROZENSET
+    if cls is collections.deque:
+        return _DEQUE
+    return _OBJECT
 
 
 class ValueEncoder:
@@ -146,11 +210,16 @@ class ValueEncoder:
         self._true = {"kind": "Bool", "b": True, "type_id": self.bool_type}
         self._false = {"kind": "Bool", "b": False, "type_id": self.bool_type}
         self._types = {}
+        self._kinds = {}  # class -> how its instances are encoded
+        self._object_raws = {}  # class -> the Raw record of its instances at the depth limit
 
-    def encode(self, value, depth=0):
-        """Return the value record of ``value``; never raises (failures become ``Error``)."""
+    def encode(self, value, depth=0, seen=None):
+        """Return the value record of ``value``; never raises (failures become ``Error``).
+
+        ``seen``: a dict that receives the id() of every container and object shown (True)
+        and of what a change to would change what is shown (False)."""
         try:
-            return self._encode(value, depth, {})
+            return self._encode(value, depth, {} if seen is None else seen)
         except RecursionError:
             return {"kind": "Error", "msg": "too deep to capture", "type_id": self.error_type}
         except Exception as exc:
@@ -178,41 +247,58 @@ class ValueEncoder:
             return {"kind": "Float", "f": _float_text(value), "type_id": self.float_type}
         if cls is str:
             return {"kind": "String", "text": self._text(value), "type_id": self.str_type}
-        if cls in _SAFE_REPR:
+        # ``seen`` also lists what is shown without its contents (False): a change to it may
+        # still change what is shown (a bytearray, a function's name, a length at the limit).
+        key = id(value)
+        kind = self._kinds.get(cls)
+        if kind is None:
+            if len(self._kinds) > 10_000:  # classes made at run time must not pile up here
+                self._kinds.clear()
+                self._object_raws.clear()
+            kind = self._kinds[cls] = _kind_of(cls)
+        if kind is _SAFE:
+            seen.setdefault(key, False)
             return self._safe_repr(value, cls)
-        if cls in (types.FunctionType, types.BuiltinFunctionType, types.MethodType,
-                   types.ModuleType) or issubclass(cls, (type, BaseException)):
+        if kind is _RAW:
+            seen.setdefault(key, False)
             return self.raw(value)
         if depth >= self.limits.depth:
+            seen.setdefault(key, False)
+            if kind is _OBJECT:  # "<T object>": the same record for every instance
+                known = self._object_raws.get(cls)
+                if known is None:
+                    known = self._object_raws[cls] = self.raw(value)
+                return known
             return self.raw(value)
-        key = id(value)
-        if key in seen:
+        if seen.get(key):
             return {"kind": "Reference", "dereferenced": self.raw(value), "address": key,
                     "mutable": True, "type_id": self._type_id(KIND_RAW, cls)}
         seen[key] = True
-        if issubclass(cls, dict):
+        if kind is _OBJECT:
+            return self._object(value, cls, depth, seen)
+        if kind is _MAPPING:
             return self._mapping(value, cls, depth, seen)
-        if issubclass(cls, enum.Enum):
+        if kind is _ENUM:
             return self._enum(value, cls, depth, seen)
-        if issubclass(cls, tuple):
-            if _class_attribute(cls, "_fields") is not None:
-                return self._named_tuple(value, cls, depth, seen)
+        if kind is _NAMED_TUPLE:
+            return self._named_tuple(value, cls, depth, seen)
+        if kind is _TUPLE:
             return self._items(tuple.__getitem__(value, slice(0, self.limits.items)),
                                tuple.__len__(value), cls, depth, seen, "Tuple")
-        if issubclass(cls, list):
+        if kind is _LIST:
             return self._items(list.__getitem__(value, slice(0, self.limits.items)),
                                list.__len__(value), cls, depth, seen, "Sequence")
-        if issubclass(cls, (set, frozenset)):
-            base = set if issubclass(cls, set) else frozenset
+        if kind is _SET or kind is _FROZENSET:
+            base = set if kind is _SET else frozenset
             return self._items(self._first(base.__iter__(value)), base.__len__(value),
                                cls, depth, seen, "Sequence")
-        if cls is collections.deque:
-            return self._items(self._first(iter(value)), len(value), cls, depth, seen,
-                               "Sequence")
-        return self._object(value, cls, depth, seen)
+        return self._items(self._first(iter(value)), len(value), cls, depth, seen,
+                           "Sequence")  # a deque
 
     def _text(self, value):
         limit = self.limits.string
+        if len(value) <= limit and value.isascii():  # the common case: nothing to replace
+            return value
         if len(value) > limit:
             value = value[:limit] + "… (%d more characters)" % (len(value) - limit)
         return safe_text(value)
@@ -282,7 +368,7 @@ class ValueEncoder:
                 "contents": contents, "type_id": self._type_id(KIND_VARIANT, cls)}
 
     def _named_tuple(self, value, cls, depth, seen):
-        names = _class_attribute(cls, "_fields")
+        names = class_attribute(cls, "_fields")
         count = tuple.__len__(value)
         if type(names) is not tuple or len(names) != count:
             return self._items(tuple.__getitem__(value, slice(0, self.limits.items)), count,
@@ -294,6 +380,7 @@ class ValueEncoder:
         fields = []
         namespace = _instance_dict(value, cls)
         if namespace is not None:
+            seen.setdefault(id(namespace), False)  # stores into it change this object
             for name, item in dict.items(namespace):
                 if type(name) is str:
                     fields.append((name, item))

@@ -93,8 +93,12 @@ class TraceWriter:
                         if "Call" in part:
                             open_calls[thread] = open_calls.get(thread, 0) + 1
                         lines.append(dumps(part))
+            elif cls is bytes:
+                if not self.steps_written and event[:8] == b'{"Step":':
+                    self.steps_written = True
+                lines.append(event)
             else:
-                lines.append(event if cls is bytes else dumps(event))
+                lines.append(dumps(event))
         self._write_lines(lines)
 
     def _switch_to(self, thread, lines):

@@ -334,7 +334,7 @@ def test_module_with_constants_in_the_portable_range(tmp_path):
         assert result.stdout == plain.stdout
         assert _counts(metadata) == (2, 0, 0)  # rewritten with real ids, never cached
     events = load_events(tmp_path / "t2")
-    values = [e["Value"]["value"] for e in events if "Value" in e]
+    values = [e["AssignCell"]["new_value"] for e in events if "AssignCell" in e]
     assert any(v.get("i") == (3 << 40) + 7 for v in values if isinstance(v, dict)), values[:5]
 
 

@@ -5,6 +5,7 @@ program, see settrace_driver.py) and ``assert_conformant`` (the shared conforman
 ../shared/tools/ct_trace_check.py, run with --strict).
 """
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -17,9 +18,13 @@ REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "fixtures"
 SHARED = REPO.parent / "shared"
 CHECKER = SHARED / "tools" / "ct_trace_check.py"
+LOCALS_TOOL = SHARED / "tools" / "ct_locals.py"
 CORPUS = SHARED / "corpus"
 DRIVER = Path(__file__).resolve().parent / "settrace_driver.py"
 DEFINITIONS = {"Path", "Function", "Type", "VariableName"}
+# What may stand between an entry step and its Call: definitions, and the caller's bindings
+# dropped for the call's duration (probes.py).
+ENTRY_GAP = DEFINITIONS | {"DropVariables"}
 
 
 def child_env(**extra):
@@ -59,6 +64,23 @@ def load_events(trace_dir):
         return json.load(handle)
 
 
+def load_paths(trace_dir):
+    with open(os.path.join(trace_dir, "trace_paths.json"), "rb") as handle:
+        return json.load(handle)
+
+
+def shown_locals(events, paths):
+    """What CodeTracer shows as the locals of each step: the dicts of
+    ``../shared/tools/ct_locals.py`` (``{"step", "path", "line", "locals"}``, one per Step,
+    entry steps included); skips if ../shared is not there."""
+    if not LOCALS_TOOL.is_file():
+        pytest.skip("ct_locals.py not found at %s (../shared is absent)" % LOCALS_TOOL)
+    spec = importlib.util.spec_from_file_location("ct_locals", LOCALS_TOOL)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return list(tool.steps_with_locals(events, paths))
+
+
 def kind(event):
     return event if isinstance(event, str) else next(iter(event))
 
@@ -66,7 +88,7 @@ def kind(event):
 def steps_by_thread(events, root=None):
     """Line steps (entry steps left out) per thread, as {thread: [(realpath, line), ...]}.
 
-    An entry step is the Step immediately followed (definitions aside) by a Call.  With
+    An entry step is the Step immediately followed (ENTRY_GAP aside) by a Call.  With
     ``root``, only steps in files under that directory are kept.
     """
     prefix = os.path.realpath(root) + os.sep if root else None
@@ -76,7 +98,7 @@ def steps_by_thread(events, root=None):
     for index in range(len(events) - 1, -1, -1):
         following[index] = upcoming
         name = kind(events[index])
-        if name not in DEFINITIONS:
+        if name not in ENTRY_GAP:
             upcoming = name
     paths = []
     threads = {}
