@@ -234,20 +234,26 @@ class Recorder(ProbeRegistry):
             return stack
 
     def flush(self):
-        """Move buffered records to ``trace.json``."""
+        """Move buffered records to ``trace.json``; not while recording is paused (the
+        directory then holds a finished trace: what probes still running on other threads
+        append is written when recording resumes or finishes)."""
         with self._lock:
-            count = len(self.buffer)
-            if not count:
-                return
-            records = self.buffer[:count]
-            del self.buffer[:count]
-            try:
-                self.writer.write(records)
-            except Exception as exc:
-                probes.disable()
-                self._warned = True
-                self.warn("cannot write the trace (%s: %s); recording stopped"
-                           % (type(exc).__name__, exc))
+            if not self.paused:
+                self._write_buffer()
+
+    def _write_buffer(self):
+        count = len(self.buffer)
+        if not count:
+            return
+        records = self.buffer[:count]
+        del self.buffer[:count]
+        try:
+            self.writer.write(records)
+        except Exception as exc:
+            probes.disable()
+            self._warned = True
+            self.warn("cannot write the trace (%s: %s); recording stopped"
+                       % (type(exc).__name__, exc))
 
     def probe_failed(self):
         """Count a failure inside a probe and warn once; the program is not affected.
@@ -316,7 +322,7 @@ class Recorder(ProbeRegistry):
             probes.disable()
             self.paused = True
             probes.end_window()
-            self.flush()
+            self._write_buffer()
             metadata = self._metadata()
             metadata["paused"] = True
             self.writer.checkpoint(metadata, list(self._paths))
@@ -346,13 +352,14 @@ class Recorder(ProbeRegistry):
         with self._lock:
             if self.paused:
                 self.writer.reopen()
+                self.paused = False
             probes.end_window()
             # An int subclass (pytest's ExitCode) becomes its plain value, without user code.
             code = (int.__int__(exit_code) if isinstance(exit_code, int)
                     else None if exit_code is None else 1)
             # Encoded before the flush: it may define a type (a big exit status).
             toplevel_return = {"Return": {"return_value": self.encoder.encode(code)}}
-            self.flush()
+            self._write_buffer()
             metadata = self._metadata()
             metadata["exit_code"] = code
             self.writer.close(metadata, list(self._paths), toplevel_return)

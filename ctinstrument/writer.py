@@ -9,7 +9,8 @@ never touches Python objects of the program.
 
 The writer also keeps calls and returns balanced, whatever reaches it: it counts each
 thread's open calls as it writes them, drops a ``Return`` that has no open call to end (a
-probe that was still running on another thread when a recording window closed), and on
+probe that was still running on another thread when a recording window closed), ends a
+thread's open calls with ``lost_return`` before its ``ThreadExit``, and on
 ``checkpoint``/``close`` ends every open call with ``lost_return`` (the main thread's
 top-level call stays open at a checkpoint, which the format allows).
 """
@@ -83,6 +84,11 @@ class TraceWriter:
                     open_calls[thread] = open_calls.get(thread, 0) + 1
             if thread is not None and thread != self._last_thread:
                 self._switch_to(thread, lines)
+            if cls is dict and "ThreadExit" in event and open_calls.get(thread):
+                # A call whose Return was dropped in a window's race: it ends before its
+                # thread does.
+                lines.extend([self.lost_return] * open_calls[thread])
+                open_calls[thread] = 0
             if cls is tuple:
                 if not self.steps_written and event[0][:8] == b'{"Step":':
                     self.steps_written = True  # a snapshot or an entry step starts so
