@@ -193,8 +193,8 @@ def _variable_name(instr):
 def _comprehension_restores(items):
     """Indices of the STORE_FASTs that put back locals saved by LOAD_FAST_AND_CLEAR (3.12+).
 
-    They follow the end of an inlined comprehension's loop (or start its cleanup handler) in a
-    run of END_FOR/POP_TOP/SWAP/STORE_FAST; the first store of each saved name in that run is
+    They follow the end of an inlined comprehension's loop (END_FOR, or END_ASYNC_FOR for an
+    async comprehension) or start its cleanup handler, in a run of POP_TOP/SWAP/STORE_FAST; the first store of each saved name in that run is
     the restore.  Its value may be "unbound", so it must never be copied to a probe.
     """
     saved = {_variable_name(i) for i in items
@@ -210,7 +210,7 @@ def _comprehension_restores(items):
             continue
         if not isinstance(item, Instr):
             continue
-        if item.name == "END_FOR":
+        if item.name in ("END_FOR", "END_ASYNC_FOR"):
             in_run, seen = True, set()
         elif item.name in ("POP_TOP", "SWAP"):
             pass
