@@ -136,13 +136,13 @@ def call_with_stack_item(name, depth, *consts):
 def call_with_top_before_send_yield(name, send_target, *consts):
     """Like ``call_with_top`` for the YIELD_VALUE of a 3.11 send loop.
 
-    The result is discarded by ``POP_JUMP_IF_TRUE send_target`` instead of ``POP_TOP``: the
-    probe returns None so it never jumps, and its oparg is the distance CPython expects to
-    read there (see THROW_READS_ARG_BEFORE_YIELD).
+    It ends with ``LOAD_CONST None; POP_JUMP_IF_TRUE send_target``, which never jumps and
+    whose oparg is the distance CPython expects to read there (see
+    THROW_READS_ARG_BEFORE_YIELD); the constant condition shows that the jump is never taken
+    (the verifier follows no edge of a jump on a constant).
     """
-    body = call_with_top(name, *consts)
-    assert body[-1].name == "POP_TOP"
-    return body[:-1] + [Instr("POP_JUMP_FORWARD_IF_TRUE", send_target)]
+    return call_with_top(name, *consts) + [Instr("LOAD_CONST", None),
+                                           Instr("POP_JUMP_FORWARD_IF_TRUE", send_target)]
 
 
 def _packed(loads):
