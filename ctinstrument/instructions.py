@@ -25,6 +25,10 @@ THROW_READS_ARG_BEFORE_YIELD = VERSION == (3, 11)
 # 3.12+ inline comprehensions (PEP 709): LOAD_FAST_AND_CLEAR saves a local, STORE_FAST
 # restores it (possibly to "unbound") after the loop.
 HAS_INLINED_COMPREHENSIONS = VERSION >= (3, 12)
+# bytecode (0.17) drops the whole 3.10 line table of a code object whose first instruction has
+# no line and whose next one is on co_firstlineno (comprehensions, generator expressions start
+# with GEN_START), so tracebacks there said "line -1": the prologue takes the body's line.
+PROLOGUE_TAKES_BODY_LINE = VERSION == (3, 10)
 # On 3.10 a generator's frame restarts its line tracking on every resume.
 RESUME_RESETS_LINE = VERSION == (3, 10)
 # 3.10, 3.12+: a line event fires when the previously executed instruction had another

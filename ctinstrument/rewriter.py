@@ -319,6 +319,10 @@ def _insert_probes(bc, registry, fid, arg_loads, cell_loads, stores):
     first = next((i for i in items[start:] if isinstance(i, Instr)), None)
     if first is None:
         raise InstrumentationError("code object without a body")
+    if ins.PROLOGUE_TAKES_BODY_LINE:
+        for item in out:
+            if isinstance(item, Instr) and item.lineno is None:
+                item.location = first.location
     out.extend(_located(ins.call_with_tuples(CALL, fid, arg_loads, cell_loads), first))
 
     wrap = ins.HAS_EXCEPTION_TABLE or _block_depth(items) + 2 < ins.MAX_BLOCKS
