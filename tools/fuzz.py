@@ -1,8 +1,12 @@
-"""The long run of the differential fuzz test (tests/test_fuzz.py): seeds from ``--start``
-on, until ``--count`` programs or ``--seconds`` have gone by; prints one line per mismatch
-and the figures, exits 1 if any program differed.
+"""The long runs of the fuzz tests: seeds from ``--start`` on, until ``--count`` programs or
+``--seconds`` have gone by; prints one line per mismatch and the figures, exits 1 if any
+program differed.
 
-Usage: python tools/fuzz.py [--start N] [--count N] [--seconds S] [--show SEED]
+Default: the differential test (tests/test_fuzz.py, generated programs run plain and
+recorded).  ``--compile``: the compile-level test (tests/test_fuzz_compile.py,
+pysource-codegen programs compiled, instrumented and verified, never run).
+
+Usage: python tools/fuzz.py [--compile] [--start N] [--count N] [--seconds S] [--show SEED]
 """
 
 import argparse
@@ -23,25 +27,36 @@ def main(argv=None):
     parser.add_argument("--start", type=int, default=1000)
     parser.add_argument("--count", type=int, default=None)
     parser.add_argument("--seconds", type=float, default=600)
+    parser.add_argument("--compile", action="store_true", help="the compile-level test")
     parser.add_argument("--show", type=int, help="print the program of this seed and exit")
     options = parser.parse_args(argv)
     if options.show is not None:
         print(program(options.show))
         return 0
     started = time.monotonic()
-    tried, mismatched = 0, []
+    if options.compile:
+        from test_fuzz_compile import compiled, problems
+
+        def check(seed):
+            return problems(seed), compiled(seed) is not None
+    else:
+        def check(seed):
+            with tempfile.TemporaryDirectory() as workdir:
+                return differences(seed, Path(workdir)), True
+    tried, compiled_count, mismatched = 0, 0, []
     seed = options.start
     while time.monotonic() - started < options.seconds and (
             options.count is None or tried < options.count):
-        with tempfile.TemporaryDirectory() as workdir:
-            found = differences(seed, Path(workdir))
+        found, ran = check(seed)
         tried += 1
+        compiled_count += ran
         if found:
             mismatched.append(seed)
             print("seed %d: %s" % (seed, "; ".join(found)), flush=True)
         seed += 1
-    print("python %d.%d: %d programs (seeds %d-%d), %d mismatches%s, %.0f s" % (
+    print("python %d.%d: %d programs (seeds %d-%d, %d compiled), %d mismatches%s, %.0f s" % (
         sys.version_info[0], sys.version_info[1], tried, options.start, seed - 1,
+        compiled_count,
         len(mismatched), (" (seeds %s)" % ", ".join(map(str, mismatched))) if mismatched
         else "", time.monotonic() - started))
     return 1 if mismatched else 0
