@@ -381,7 +381,7 @@ def verify(code):
     _check_stack(code, instructions, order)
 
 
-def _constant_branches(code, instructions, order):
+def _constant_branches(code, order):
     """{offset of a conditional jump whose condition is a constant: whether it jumps}.
 
     Only jumps that are no jump target or handler themselves (so the LOAD_CONST before them
@@ -401,7 +401,7 @@ def _constant_branches(code, instructions, order):
 
 def _check_stack(code, instructions, order):
     limit = code.co_stacksize
-    constant = _constant_branches(code, instructions, order)
+    constant = _constant_branches(code, order)
     size = len(code.co_code)
     start_depth = 1 if order[0].op == GEN_START else 0
     states = {order[0].offset: (start_depth, ())}

@@ -6,8 +6,8 @@ changed)."""
 import dis
 import json
 import opcode
+import subprocess
 import sys
-import textwrap
 import types
 
 import pytest
@@ -15,8 +15,7 @@ from bytecode import Bytecode, Instr, Label
 
 from ctinstrument.binding import instrument_portable, rejections
 from ctinstrument.verifier import VerificationError, _decode, verify
-from tracetools import (REPO, assert_conformant, child_env, load_events, run_plain,
-                        steps_by_thread)
+from tracetools import assert_conformant, child_env, load_events, run_plain, steps_by_thread
 
 VERSION = sys.version_info[:2]
 # Modules with every construct the compiler emits (and stacks deep enough to matter).
@@ -237,7 +236,6 @@ def test_rejected_code_object_runs_uninstrumented_with_one_warning(tmp_path):
     script.write_text(PROGRAM)
     launcher = tmp_path / "launcher.py"
     launcher.write_text(BROKEN_LAUNCHER)
-    import subprocess
     trace = tmp_path / "trace"
     recorded = subprocess.run([sys.executable, str(launcher), "ctinstrument", "-o", str(trace),
                                str(script)], cwd=app, capture_output=True, text=True,
