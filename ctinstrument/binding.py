@@ -43,7 +43,8 @@ class PortableRegistry(ProbeRegistry):
     Registrations, in call order:
     ``("function", line, name, argnames, cellnames, kind, module_id)``,
     ``("line", function_id, line, forced)``, ``("store", function_id, name, in_module)``,
-    with portable function ids.  The path is not recorded: it is the module's own, given to
+    with portable function ids; after them ``("rejected", qualname, reason)`` for each code
+    object the verifier rejected (it runs uninstrumented; see ``rejections``).  The path is not recorded: it is the module's own, given to
     ``bind``.  The module body's name is replaced by ``bind`` too (a file can be imported
     under two names).
     """
@@ -79,8 +80,15 @@ def instrument_portable(code, module_name, path):
     Raises InstrumentationError like the rewriter.
     """
     registry = PortableRegistry()
-    new = instrument_module_code(code, registry, module_name, path)
-    return Portable(new, tuple(registry.registrations))
+    rejected = []
+    new = instrument_module_code(code, registry, module_name, path, rejected)
+    rejections = tuple(("rejected", qualname, reason) for qualname, reason in rejected)
+    return Portable(new, tuple(registry.registrations) + rejections)
+
+
+def rejections(portable):
+    """``[(qualname, reason)]`` of the code objects of ``portable`` left uninstrumented."""
+    return [entry[1:] for entry in portable.registrations if entry[0] == "rejected"]
 
 
 def has_portable_constants(code):
@@ -118,7 +126,7 @@ def bind(portable, registry, module_name, path):
                 module_id = functions[module_id - FUNCTION_BASE]
             functions.append(registry.function_id(path, line, name, argnames, cellnames, kind,
                                                   module_id))
-        else:
+        elif what != "rejected":
             raise InstrumentationError("unknown registration %r" % (what,))
     return _replace_ids(portable.code, (None, functions, lines, stores), path, registry)
 

@@ -32,7 +32,7 @@ import types
 
 import bytecode
 
-from . import __version__, binding, instructions, rewriter
+from . import __version__, binding, instructions, rewriter, verifier
 from .isolation import PRIVATE_BUILTINS as __builtins__  # noqa: F401 (see isolation.py)
 
 MAGIC = b"CTINSTR\x01"  # the last byte is the file layout's version
@@ -42,7 +42,7 @@ DIGEST_SIZE = 16
 HEADER_SIZE = len(MAGIC) + KEY_SIZE + SOURCE_HASH_SIZE + DIGEST_SIZE
 
 # Modules whose source decides what code is generated or how it is bound.
-GENERATORS = (rewriter, instructions, binding, sys.modules[__name__])
+GENERATORS = (rewriter, instructions, verifier, binding, sys.modules[__name__])
 
 
 def generator_key():

@@ -16,11 +16,14 @@ import sys
 import threading
 
 from . import pytest_support
-from .binding import bind, has_portable_constants, instrument_portable
+from .binding import bind, has_portable_constants, instrument_portable, rejections
 from .code_cache import CodeCache
 from .errors import InstrumentationError
 from .rewriter import instrument_module_code
 from .isolation import PRIVATE_BUILTINS as __builtins__  # noqa: F401 (see isolation.py)
+
+
+MAX_LISTED_REJECTIONS = 100  # in trace_metadata.json; the count covers all
 
 
 class InstrumentingLoader(importlib.machinery.SourceFileLoader):
@@ -51,6 +54,8 @@ class ImportHook:
     ``cache``: keep rewritten modules in the private code cache (False: rewrite on every
     import).  ``stats`` counts modules ``rewritten`` (the main script included), ``loaded``
     from and ``written`` to the cache; the session puts it in ``trace_metadata.json``.
+    ``verifier`` counts the code objects the verifier ``rejected`` (they run uninstrumented)
+    and lists the first ones (module, function, reason); also in ``trace_metadata.json``.
     """
 
     def __init__(self, selection, registry, cache=True):
@@ -60,6 +65,7 @@ class ImportHook:
         self.instrumented = []
         self.stats = {"cache": bool(cache), "rewritten": 0}
         self.cache = CodeCache(self.stats) if cache else None
+        self.verifier = {"rejected": 0, "functions": []}
         self._finder = _Finder(self)
         self._warned = set()
 
@@ -94,7 +100,9 @@ class ImportHook:
             if has_portable_constants(code):
                 # Its own constants would be taken for probe ids: rewrite with real ids,
                 # uncached (never seen in real code; see binding.py).
-                new = instrument_module_code(code, self.registry, module_name, path)
+                rejected = []
+                new = instrument_module_code(code, self.registry, module_name, path, rejected)
+                self.report_rejected(module_name, rejected)
                 portable = None
             else:
                 portable = instrument_portable(code, module_name, path)
@@ -113,7 +121,20 @@ class ImportHook:
     def bind(self, portable, module_name, path):
         """The code of a rewritten module (``binding.Portable``) with this process's ids."""
         self.instrumented.append(module_name)
+        self.report_rejected(module_name, rejections(portable))
         return bind(portable, self.registry, module_name, path)
+
+    def report_rejected(self, module_name, rejected):
+        """Warn once per function of ``module_name`` the verifier rejected, and count it."""
+        for qualname, reason in rejected:
+            self.verifier["rejected"] += 1
+            if len(self.verifier["functions"]) < MAX_LISTED_REJECTIONS:
+                self.verifier["functions"].append(
+                    {"module": module_name, "function": qualname, "reason": reason})
+            self.warn_once((module_name, qualname),
+                           "%s.%s would not run safely instrumented on CPython %d.%d (%s); "
+                           "running it unrecorded" % ((module_name, qualname)
+                                                      + sys.version_info[:2] + (reason,)))
 
 
 class _Finder:

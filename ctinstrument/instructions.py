@@ -25,6 +25,10 @@ THROW_READS_ARG_BEFORE_YIELD = VERSION == (3, 11)
 # 3.12+ inline comprehensions (PEP 709): LOAD_FAST_AND_CLEAR saves a local, STORE_FAST
 # restores it (possibly to "unbound") after the loop.
 HAS_INLINED_COMPREHENSIONS = VERSION >= (3, 12)
+# bytecode (0.17) drops the whole 3.10 line table of a code object whose first instruction has
+# no line and whose next one is on co_firstlineno (comprehensions, generator expressions start
+# with GEN_START), so tracebacks there said "line -1": the prologue takes the body's line.
+PROLOGUE_TAKES_BODY_LINE = VERSION == (3, 10)
 # On 3.10 a generator's frame restarts its line tracking on every resume.
 RESUME_RESETS_LINE = VERSION == (3, 10)
 # 3.10, 3.12+: a line event fires when the previously executed instruction had another
@@ -162,13 +166,13 @@ def call_with_stack_item(name, depth, *consts):
 def call_with_top_before_send_yield(name, send_target, *consts):
     """Like ``call_with_top`` for the YIELD_VALUE of a 3.11 send loop.
 
-    The result is discarded by ``POP_JUMP_IF_TRUE send_target`` instead of ``POP_TOP``: the
-    probe returns None so it never jumps, and its oparg is the distance CPython expects to
-    read there (see THROW_READS_ARG_BEFORE_YIELD).
+    It ends with ``LOAD_CONST None; POP_JUMP_IF_TRUE send_target``, which never jumps and
+    whose oparg is the distance CPython expects to read there (see
+    THROW_READS_ARG_BEFORE_YIELD); the constant condition shows that the jump is never taken
+    (the verifier follows no edge of a jump on a constant).
     """
-    body = call_with_top(name, *consts)
-    assert body[-1].name == "POP_TOP"
-    return body[:-1] + [Instr("POP_JUMP_FORWARD_IF_TRUE", send_target)]
+    return call_with_top(name, *consts) + [Instr("LOAD_CONST", None),
+                                           Instr("POP_JUMP_FORWARD_IF_TRUE", send_target)]
 
 
 def _packed(loads):

@@ -26,6 +26,7 @@ import types
 from bytecode import Bytecode, Instr, Label, TryBegin, TryEnd
 
 from . import instructions as ins
+from . import verifier
 from .errors import InstrumentationError
 from .isolation import PRIVATE_BUILTINS as __builtins__  # noqa: F401 (see isolation.py)
 
@@ -123,16 +124,20 @@ def module_label(module_name):
     return "<%s>" % module_name
 
 
-def instrument_module_code(code, registry, module_name, path):
+def instrument_module_code(code, registry, module_name, path, rejected=None):
     """Return ``code`` (a module's code object) with probes in it and every nested code object.
 
     ``module_name`` names the module body's function record (``<module_name>``); ``path`` is
     the absolute source path used for every function record.  Raises InstrumentationError if
     the bytecode library cannot rebuild a code object; the caller then runs the original.
+    Each instrumented code object must pass ``verifier.verify``; one that fails keeps its
+    original bytecode (its nested code objects are still instrumented) and ``(qualname,
+    reason)`` is appended to the list ``rejected`` when given.
     """
     ins.check_supported()
     try:
-        return _instrument(code, registry, path, module_label(module_name), None, False)
+        return _instrument(code, registry, path, module_label(module_name), None, False,
+                           rejected=[] if rejected is None else rejected)
     except InstrumentationError:
         raise
     except Exception as exc:  # bytecode raises plain ValueError/RuntimeError on bad input
@@ -141,7 +146,7 @@ def instrument_module_code(code, registry, module_name, path):
 
 
 def _instrument(code, registry, path, module_label, parent_qualname, parent_is_function,
-                module_id=None):
+                module_id=None, rejected=None):
     """``module_label`` is set for a module body only; nested code objects pass None."""
     is_module = module_label is not None
     qualname = module_label if is_module else qualified_name(code, parent_qualname,
@@ -158,10 +163,12 @@ def _instrument(code, registry, path, module_label, parent_qualname, parent_is_f
         module_id = fid
 
     bc = Bytecode.from_code(code)
+    children = {}  # id of a nested code object -> its instrumented version
     for item in bc:
         if isinstance(item, Instr) and isinstance(item.arg, types.CodeType):
-            item.arg = _instrument(item.arg, registry, path, None, child_parent, is_function,
-                                   module_id)
+            original = item.arg
+            item.arg = children[id(original)] = _instrument(
+                original, registry, path, None, child_parent, is_function, module_id, rejected)
     arg_loads = [ins.load_variable(arg, arg in cells) for arg in argnames]
     cell_loads = [ins.load_cell(name, name not in cells) for name in cellnames]
     stores = _StoreSites(registry, fid, kind)
@@ -169,7 +176,14 @@ def _instrument(code, registry, path, module_label, parent_qualname, parent_is_f
     # bytecode numbers locals by first appearance after the arguments; listing every original
     # local as "argnames" keeps co_varnames (and so locals() order) exactly as compiled.
     new.argnames = list(code.co_varnames)
-    return new.to_code()
+    new_code = new.to_code()
+    try:
+        verifier.verify(new_code)
+    except verifier.VerificationError as exc:
+        rejected.append((qualname, str(exc)))
+        return code.replace(co_consts=tuple(children.get(id(const), const)
+                                            for const in code.co_consts))
+    return new_code
 
 
 class _StoreSites:
@@ -201,8 +215,8 @@ def _variable_name(instr):
 def _comprehension_restores(items):
     """Indices of the STORE_FASTs that put back locals saved by LOAD_FAST_AND_CLEAR (3.12+).
 
-    They follow the end of an inlined comprehension's loop (or start its cleanup handler) in a
-    run of END_FOR/POP_TOP/SWAP/STORE_FAST; the first store of each saved name in that run is
+    They follow the end of an inlined comprehension's loop (END_FOR, or END_ASYNC_FOR for an
+    async comprehension) or start its cleanup handler, in a run of POP_TOP/SWAP/STORE_FAST; the first store of each saved name in that run is
     the restore.  Its value may be "unbound", so it must never be copied to a probe.
     """
     saved = {_variable_name(i) for i in items
@@ -218,7 +232,7 @@ def _comprehension_restores(items):
             continue
         if not isinstance(item, Instr):
             continue
-        if item.name == "END_FOR":
+        if item.name in ("END_FOR", "END_ASYNC_FOR"):
             in_run, seen = True, set()
         elif item.name in ("POP_TOP", "SWAP"):
             pass
@@ -338,6 +352,10 @@ def _insert_probes(bc, registry, fid, arg_loads, cell_loads, stores):
     first = next((i for i in items[start:] if isinstance(i, Instr)), None)
     if first is None:
         raise InstrumentationError("code object without a body")
+    if ins.PROLOGUE_TAKES_BODY_LINE:
+        for item in out:
+            if isinstance(item, Instr) and item.lineno is None:
+                item.location = first.location
     out.extend(_located(ins.call_with_tuples(CALL, fid, arg_loads, cell_loads), first))
 
     wrap = ins.HAS_EXCEPTION_TABLE or _block_depth(items) + 2 < ins.MAX_BLOCKS

@@ -69,6 +69,7 @@ class Session:
             self.recorder.extra_metadata["settings"] = settings
         self.hook = ImportHook(self.selection, self.recorder, cache=cache)
         self.recorder.extra_metadata["code_cache"] = self.hook.stats
+        self.recorder.extra_metadata["verifier"] = self.hook.verifier
         self.out_dir = out_dir
         self.capture_output = capture_output
         self.paused = paused
