@@ -23,6 +23,7 @@ import sys
 
 from . import probes
 from .recorder import EVENT_READ, EVENT_WRITE
+from .values import STAND_INS
 from .isolation import PRIVATE_BUILTINS as __builtins__  # noqa: F401 (see isolation.py)
 
 # Modules whose functions stand in for the program's own calls (see without_wrapper_frames).
@@ -165,6 +166,14 @@ class _InputProxy(_StreamProxy):
     readline = _reader("readline")
     readlines = _reader("readlines", joined=True)
     __next__ = _reader("__next__")
+
+
+def _stream_of(proxy):
+    return _StreamProxy._stream.__get__(proxy)  # the slot itself: no __getattr__ runs
+
+
+# A value holding a proxy (``threading.Thread._stderr``) shows the stream, as unrecorded.
+STAND_INS[_OutputProxy] = STAND_INS[_InputProxy] = _stream_of
 
 
 class StreamCapture:

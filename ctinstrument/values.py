@@ -46,6 +46,10 @@ _GetSet = types.GetSetDescriptorType
 _Member = types.MemberDescriptorType
 # Types whose repr is computed by the interpreter from the value alone.
 _SAFE_REPR = (complex, range, bytes, bytearray, slice)
+_OWN_MODULES = __name__.rpartition(".")[0] + "."
+# ctinstrument's own objects are never shown, except as a short Raw; one that stands in for
+# an object of the program is shown as that object: class -> function(value) -> object.
+STAND_INS = {}
 
 
 class Limits:
@@ -119,10 +123,9 @@ def _instance_dict(value, cls):
 
 def plain_instance_dict(cls):
     """For a class whose instances are shown by their ``__dict__`` alone (the interpreter's
-    own descriptor, no slots, not a container, enum or named tuple): the getter of that
-    dict; else None."""
-    if issubclass(cls, (dict, list, tuple, set, frozenset, enum.Enum, BaseException, type)) \
-            or cls is collections.deque or _slot_names(cls):
+    own descriptor, no slots, not a container, enum, named tuple or one of ctinstrument's):
+    the getter of that dict; else None."""
+    if _kind_of(cls) is not _OBJECT or _slot_names(cls):
         return None
     descriptor = class_attribute(cls, "__dict__")
     if type(descriptor) is not _GetSet:
@@ -155,12 +158,18 @@ def _find_slot_names(cls):
 
 
 # How a class's instances are encoded (decided once per class by _kind_of).
-_SAFE, _RAW, _MAPPING, _ENUM, _NAMED_TUPLE, _TUPLE, _LIST, _SET, _FROZENSET, _DEQUE, _OBJECT = (
-    "safe", "raw", "mapping", "enum", "named tuple", "tuple", "list", "set", "frozenset",
-    "deque", "object")
+_SAFE, _RAW, _OWN, _MAPPING, _ENUM, _NAMED_TUPLE, _TUPLE, _LIST, _SET, _FROZENSET, _DEQUE, \
+    _OBJECT = ("safe", "raw", "own", "mapping", "enum", "named tuple", "tuple", "list", "set",
+               "frozenset", "deque", "object")
 
 
 def _kind_of(cls):
+    try:
+        module = _type_module_of(cls)
+    except Exception:
+        module = None
+    if type(module) is str and module.startswith(_OWN_MODULES):
+        return _OWN
     if cls in _SAFE_REPR:
         return _SAFE
     if cls in (types.FunctionType, types.BuiltinFunctionType, types.MethodType,
@@ -262,6 +271,11 @@ class ValueEncoder:
         if kind is _RAW:
             seen.setdefault(key, False)
             return self.raw(value)
+        if kind is _OWN:
+            stand_in = STAND_INS.get(cls)
+            if stand_in is None:
+                return self.raw(value)
+            return self._encode(stand_in(value), depth, seen)
         if depth >= self.limits.depth:
             seen.setdefault(key, False)
             if kind is _OBJECT:  # "<T object>": the same record for every instance
