@@ -12,6 +12,7 @@ import inspect
 import os
 import sys
 
+from .disabled import NULL_SESSION, is_disabled as _disabled
 from .errors import UsageError
 from .selection import split_patterns
 from . import session as _sessions
@@ -98,6 +99,8 @@ def install_hook(patterns=None, *, exclude=None, out_dir=None, paused=None, reda
     other options or has finished its recording.
     """
     global _handle
+    if _disabled():
+        return Handle(NULL_SESSION, None)
     from .config import OPTIONS, resolve
     from .writer import prepare_out_dir
     arguments = {"patterns": patterns, "exclude": exclude, "out_dir": out_dir,
@@ -144,6 +147,8 @@ def install_hook(patterns=None, *, exclude=None, out_dir=None, paused=None, reda
 
 def _session():
     session = _sessions.current()
+    if session is None and _disabled():
+        return NULL_SESSION
     if session is None:
         raise UsageError("ctinstrument is not recording this process: call "
                          "ctinstrument.install_hook() first, or run the program with "

@@ -18,7 +18,7 @@ import sys
 
 import click
 
-from . import __version__
+from . import __version__, disabled
 from .errors import UnsupportedPython, UsageError
 
 from .config import BOOL, LIST, OPTIONS
@@ -78,7 +78,7 @@ def _table_options(function):
                     "environment, then this command line; later wins.")
 @_table_options
 @click.option("-m", "module", metavar="MODULE", help="Run a library module as a script.")
-@click.version_option(__version__, prog_name="ctinstrument")
+@click.version_option(__version__, prog_name="ctinstrument", message="%(prog)s %(version)s")
 @click.argument("script", required=False)
 @click.pass_context
 def command(context, module, script, **options):
@@ -137,6 +137,12 @@ def main(argv=None, preloaded=frozenset(), launcher_path_removed=False):
         repair_main(arguments[1:])
     parsed, program_args = parse(arguments)
     script = parsed["script"]
+    try:
+        if disabled.is_disabled():
+            disabled.exec_unrecorded([script] if script else ["-m", parsed["module"]],
+                                     program_args)
+    except UsageError as exc:
+        _fail(str(exc))
     try:
         instructions.check_supported()
         if script is not None:
