@@ -24,6 +24,7 @@ import runpy
 import sys
 import types
 
+import window_stand_in
 from ctinstrument.redaction import Redaction
 from ctinstrument.values import ValueEncoder
 
@@ -33,35 +34,6 @@ type_table = [["None", None]]  # id 0 is None: the encoder's NONE_VALUE uses it
 is_secret = Redaction().is_secret
 lines = []
 window = [True]
-
-
-def _install_window_stand_in():
-    module = types.ModuleType("ctinstrument")
-
-    def start():
-        window[0] = True
-
-    def stop():
-        window[0] = False
-
-    class record:
-        def __enter__(self):
-            self.started = not window[0]
-            window[0] = True
-
-        def __exit__(self, *exc_info):
-            if self.started:
-                window[0] = False
-
-        def __call__(self, function):
-            def recorded(*args, **kwargs):
-                with record():
-                    return function(*args, **kwargs)
-            return recorded
-
-    module.start, module.stop, module.record = start, stop, record
-    module.is_recording = lambda: window[0]
-    sys.modules["ctinstrument"] = module
 
 
 def intern_type(kind, lang_type, fields=None):
@@ -110,7 +82,7 @@ def dump():
 
 
 if os.environ.get("ORACLE_WINDOWS"):
-    _install_window_stand_in()
+    window_stand_in.install(window)
 sys.argv = [script] + sys.argv[4:]
 sys.path[0] = os.path.dirname(os.path.realpath(script))
 sys.settrace(tracer)

@@ -18,7 +18,8 @@ import os
 import runpy
 import sys
 import threading
-import types
+
+import window_stand_in
 
 out, root, script = sys.argv[1], os.path.realpath(sys.argv[2]), sys.argv[3]
 events = []
@@ -27,37 +28,8 @@ roots = {tuple(item.split(":", 1)) for item in os.environ.get("ORACLE_ROOTS", ""
          if item}
 
 
-def _install_window_stand_in():
-    module = types.ModuleType("ctinstrument")
-
-    def start():
-        window[0] = True
-
-    def stop():
-        window[0] = False
-
-    class record:
-        def __enter__(self):
-            self.started = not window[0]
-            window[0] = True
-
-        def __exit__(self, *exc_info):
-            if self.started:
-                window[0] = False
-
-        def __call__(self, function):
-            def recorded(*args, **kwargs):
-                with record():
-                    return function(*args, **kwargs)
-            return recorded
-
-    module.start, module.stop, module.record = start, stop, record
-    module.is_recording = lambda: window[0]
-    sys.modules["ctinstrument"] = module
-
-
 if os.environ.get("ORACLE_WINDOWS"):
-    _install_window_stand_in()
+    window_stand_in.install(window)
 
 
 def _is_root(frame):
