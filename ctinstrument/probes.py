@@ -127,7 +127,8 @@ class ShadowFrame:
     ``cells``: variable id -> cell object of the cell and free variables (read when
     checked); ``places``: variable id -> place of its binding in this call, ``bindings`` the
     same as encoded ``VariableCell`` events; ``shown``: variable id -> what ``_encoded``
-    returned for the value last written to its place;
+    returned for the immutable value last written to its place, or the ObjectPlace of
+    the mutable object it shows;
     ``dirty``: variables stored since the last step; ``cursor``/``epoch``: how far this
     frame has read its thread's log of objects changed in place (by stores into objects,
     in any frame, or found changed) and of _ANY (code that may have changed anything ran);
@@ -477,25 +478,24 @@ def _locals_of(frame, fid):
 
 
 def _encoded(vid, value):
-    """What ShadowFrame.shown keeps of ``value``: (value record as JSON bytes, the value if
-    it is immutable else ``_MUTABLE``, the ids of the containers and objects the record
-    shows (a dict) or None, its ``_fingerprint`` or None: taken only once the value was
-    found unchanged, so values that change at every check never pay for it)."""
+    """(value record as JSON bytes, the value if it is immutable else ``_MUTABLE``, the ids
+    of the containers and objects the record shows (a dict) or None) for ``value``: what
+    ShadowFrame.shown keeps of an immutable value, and what an ObjectPlace starts from."""
     if vid in _redacted:
-        return _dumps(_recorder.redacted_value(vid)), _MUTABLE, None, None
+        return _dumps(_recorder.redacted_value(vid)), _MUTABLE, None
     cls = type(value)
     # Fast paths for the commonest values, byte-for-byte what the encoder would produce.
     if cls is int and -_I64 <= value < _I64:
-        return _INT_VALUE % (value, _int_type), value, None, None
+        return _INT_VALUE % (value, _int_type), value, None
     if cls is str and len(value) <= _short_string:
         try:
-            return _STRING_VALUE % (_dumps(value), _str_type), value, None, None
+            return _STRING_VALUE % (_dumps(value), _str_type), value, None
         except TypeError:  # lone surrogates: the encoder escapes them
             pass
     if cls in _KEEP:
-        return _dumps(_encode(value)), value, None, None
+        return _dumps(_encode(value)), value, None
     seen = {}
-    return _dumps(_encode(value, 0, seen)), _MUTABLE, seen, None
+    return _dumps(_encode(value, 0, seen)), _MUTABLE, seen
 
 
 def _fingerprint(value):
@@ -685,22 +685,23 @@ class ObjectPlace:
         self.bound = 0
 
 
-def _release(shown, vid):
-    """Forget what ``shown`` had for ``vid``; an object place loses a binding."""
-    known = shown.pop(vid, None)
+def _unbind(known):
+    """A binding no longer shows ``known`` (what ShadowFrame.shown had for it)."""
     if type(known) is ObjectPlace:
         known.bound -= 1
         if known.bound <= 0 and _object_places.get(known.ident) is known:
             del _object_places[known.ident]
 
 
+def _release(shown, vid):
+    """Forget what ``shown`` had for ``vid``."""
+    _unbind(shown.pop(vid, None))
+
+
 def _release_all(frame):
     """A frame ended: its bindings no longer show their object places."""
     for known in frame.shown.values():
-        if type(known) is ObjectPlace:
-            known.bound -= 1
-            if known.bound <= 0 and _object_places.get(known.ident) is known:
-                del _object_places[known.ident]
+        _unbind(known)
     frame.shown.clear()
 
 
@@ -757,11 +758,11 @@ def _reconcile(frame, parts, vids):
             else _object_places.get(ident)
         assign = None
         if entry is None:
-            data, _keep, visited, _fp = _encoded(vid, value)
+            data, _keep, visited = _encoded(vid, value)
             entry = _object_places[ident] = ObjectPlace(ident, _new_place(), data, visited)
             assign = _ASSIGN_CELL % (entry.place, data)  # after the binding
         elif entry.fingerprint is None or not _same(value, entry.fingerprint):
-            data, _keep, visited, _fp = _encoded(vid, value)
+            data, _keep, visited = _encoded(vid, value)
             entry.visited = visited  # the same encoding may show other objects now
             if data == entry.data:
                 entry.fingerprint = _fingerprint(value)
