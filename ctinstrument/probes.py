@@ -640,7 +640,7 @@ def _changes(frame, parts, stack):
         # Bound before but gone without a delete probe (a namespace changed behind it).
         vids.extend([vid for vid in frame.places
                      if vid not in frame.variables and vid not in frame.cells])
-        changed = _reconcile(frame, parts, vids)
+        changed = _reconcile(frame, parts, vids, stack)
     else:
         vids = frame.dirty
         if touched:
@@ -649,13 +649,16 @@ def _changes(frame, parts, stack):
                 vids.extend([vid for vid, cell in frame.cells.items() if id(cell) in touched])
             if frame.namespace and id(frame.variables) in touched:
                 vids.extend(frame.variables)  # a function stored or deleted a global
-        changed = _reconcile(frame, parts, vids) if vids else None
+        changed = _reconcile(frame, parts, vids, stack) if vids else None
         if changed:  # objects changed in place: the other names that show them
-            others = [vid for vid in _containing(frame.shown, changed) if vid not in vids]
+            others = [vid for vid in _containing(frame.shown, [e.ident for e in changed])
+                      if vid not in vids]
             if others:
-                _reconcile(frame, parts, others)
+                _reconcile(frame, parts, others, stack)
     if changed:
-        log.extend(changed)  # for the callers' frames, which may show them too
+        log.extend([entry.ident for entry in changed])  # for the callers' frames
+        for entry in changed:
+            entry.at = len(log)
     frame.dirty.clear()
     if len(log) > _LOG_LIMIT:  # the callers check every variable instead
         del log[:]
@@ -672,9 +675,12 @@ class ObjectPlace:
     reused while a binding shows this place); ``data``/``visited``: its last written
     encoding and the ids of what that shows; ``fingerprint``: taken once the encoding was
     found unchanged (see _fingerprint); ``bound``: bindings showing it (the entry is
-    forgotten at 0, which keeps ``_object_places`` as small as the live bindings)."""
+    forgotten at 0, which keeps ``_object_places`` as small as the live bindings);
+    ``log``/``epoch``/``at``: the thread log and its position when ``data`` was last found
+    true (see _still_true)."""
 
-    __slots__ = ("ident", "place", "data", "visited", "fingerprint", "bound")
+    __slots__ = ("ident", "place", "data", "visited", "fingerprint", "bound", "log", "epoch",
+                 "at")
 
     def __init__(self, ident, place, data, visited):
         self.ident = ident
@@ -683,6 +689,20 @@ class ObjectPlace:
         self.visited = visited
         self.fingerprint = None
         self.bound = 0
+        self.log = None
+
+
+def _still_true(entry, stack):
+    """Whether ``entry.data`` is known to be still true on ``stack``'s thread: found true
+    since the log was last emptied, and nothing logged since then (no code no probe sees,
+    no store into what it shows).  Not for a variable stored on the current line (``xs +=
+    ys`` changes xs with no log entry until the next step)."""
+    if entry.log is not stack.log or entry.epoch != stack.epoch:
+        return False
+    if entry.at == len(stack.log):
+        return True
+    tail = stack.log[entry.at:]
+    return _ANY not in tail and entry.visited.keys().isdisjoint(tail)
 
 
 def _unbind(known):
@@ -705,10 +725,13 @@ def _release_all(frame):
     frame.shown.clear()
 
 
-def _reconcile(frame, parts, vids):
-    """The events for ``vids`` (see _changes); returns the ids of the objects found changed
-    in place.  Immutable values get a place per variable (compared by identity, then by
-    encoding); mutable ones the ObjectPlace of their object."""
+def _reconcile(frame, parts, vids, stack):
+    """The events for ``vids`` (see _changes); returns the ObjectPlaces of the objects found
+    changed in place.  Immutable values get a place per variable (compared by identity,
+    then by encoding); mutable ones the ObjectPlace of their object (not compared while its
+    value is still true, see _still_true)."""
+    dirty = frame.dirty
+    log = stack.log
     variables = frame.variables
     cells = frame.cells
     shown = frame.shown
@@ -761,6 +784,8 @@ def _reconcile(frame, parts, vids):
             data, _keep, visited = _encoded(vid, value)
             entry = _object_places[ident] = ObjectPlace(ident, _new_place(), data, visited)
             assign = _ASSIGN_CELL % (entry.place, data)  # after the binding
+        elif vid not in dirty and _still_true(entry, stack):
+            pass
         elif entry.fingerprint is None or not _same(value, entry.fingerprint):
             data, _keep, visited = _encoded(vid, value)
             entry.visited = visited  # the same encoding may show other objects now
@@ -772,7 +797,10 @@ def _reconcile(frame, parts, vids):
                 parts.append(_ASSIGN_CELL % (entry.place, data))
                 if changed_in_place is None:
                     changed_in_place = []
-                changed_in_place.append(ident)
+                changed_in_place.append(entry)
+        entry.log = log
+        entry.epoch = stack.epoch
+        entry.at = len(log)
         if known is not entry:
             _release(shown, vid)
             shown[vid] = entry
@@ -831,6 +859,16 @@ def step(site):
         _recorder.probe_failed()
 
 
+_CONTAINERS = frozenset({list, tuple, dict, set, frozenset})
+
+
+def _summary(value):
+    """The value record of a mutable ``value`` in a Call or Return (whose values the
+    variables holding them show in full): a builtin container one level deep, anything
+    else as the ``Raw`` its type names (what ``repr`` conventionally shows of an object)."""
+    return _encode(value, _depth - 1 if type(value) in _CONTAINERS else _depth)
+
+
 def _open(stack, fid, args, frame, counted=True):
     """Write the entry Step and Call of ``frame`` (function ``fid``, ``args`` pairs of
     variable id and value) and push it; the caller's bindings are dropped until its next
@@ -845,12 +883,14 @@ def _open(stack, fid, args, frame, counted=True):
         if type(value) in _KEEP or vid in _redacted:
             data = _encoded(vid, value)[0]
         else:  # shown in full from the first step on (its binding): a summary here
-            data = _dumps(_encode(value, _depth - 1))
+            data = _dumps(_summary(value))
         encoded.append({"variable_id": vid, "value": _Fragment(data)})
     call = {"Call": {"function_id": fid, "args": encoded}}
     caller = stack[-1] if stack else None
-    if caller is not None and counted and not _callbacks[fid]:
-        caller.entered += 1
+    if caller is not None:
+        if counted and not _callbacks[fid]:
+            caller.entered += 1
+        _before_entry(caller, stack.log)
     if caller is not None and caller.bindings and not caller.unbound:
         drop = _DROP_VARIABLES % b",".join([b"%d" % vid for vid in caller.bindings])
         record = (_functions[fid][0], drop, call)
@@ -865,6 +905,26 @@ def _open(stack, fid, args, frame, counted=True):
         frame.unbound = bool(frame.bindings)
         _append((stack.number, record))
         _push(stack, frame)
+
+
+def _before_entry(caller, log):
+    """Log, for the callee's first step, what ``caller``'s line may have changed so far
+    without a log entry: anything, unless every call of the line so far went to recorded
+    code (see ShadowFrame.expected); objects changed in place by its stores (``xs += ys``)."""
+    expected = caller.expected
+    if expected < 0 or expected and caller.entered != expected:
+        log.append(_ANY)
+    for vid in caller.dirty:
+        cell = caller.cells.get(vid)
+        if cell is None:
+            value = caller.variables.get(vid)
+        else:
+            try:
+                value = cell.cell_contents
+            except ValueError:  # unbound
+                continue
+        if type(value) not in _KEEP:
+            log.append(id(value))
 
 
 def _enter(fid, arg_ids, args, cells, line, site, variables):
@@ -925,7 +985,8 @@ def _leave(value, fid, suspends=False):
     """Write the Return of the innermost frame (``fid``) with ``value``; returns its
     shadow frame (``suspends``: a yield, the frame goes on later)."""
     window = _window  # as in _open
-    record = {"Return": {"return_value": _encode(value)}}
+    record = {"Return": {"return_value": _encode(value) if type(value) in _KEEP
+                         else _summary(value)}}
     stack = _stack()
     if not stack or stack[-1].function_id != fid:
         _resync(stack, fid, 3)

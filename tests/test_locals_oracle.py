@@ -699,6 +699,33 @@ PROGRAMS.update({
             return xs
         print(main())
     """,
+    # A callee's first step trusts what its arguments' places show only when nothing unseen
+    # ran on the caller's line before the call: each line below changes an argument first
+    # (a builtin method, an in-place store of the caller, of a cell, a recorded method).
+    "changed_on_the_calling_line": """
+        class Box:
+            def __init__(self):
+                self.n = 0
+            def set(self, n):
+                self.n = n
+        def look(first, second=None):
+            seen = second if first is None else first
+            return seen
+        def main():
+            d = {"a": 1, "b": 2}
+            look(d.pop("a"), d)
+            xs = [1]
+            xs += [2]; look(xs)
+            box = Box()
+            look(box.set(3), box)
+            ys = []
+            def add():
+                nonlocal ys
+                ys += [1]; look(ys)
+            add()
+            return d, xs, box.n, ys
+        print(main())
+    """,
 })
 
 # A larger program: a stack-machine interpreter running an inventory simulation.
