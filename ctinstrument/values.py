@@ -102,6 +102,7 @@ def class_attribute(cls, name):
     return None
 
 
+_MISSING = object()
 _dict_descriptors = {}  # class -> the interpreter's own __dict__ descriptor, or None
 
 
@@ -221,6 +222,9 @@ class ValueEncoder:
         self._types = {}
         self._kinds = {}  # class -> how its instances are encoded
         self._object_raws = {}  # class -> the Raw record of its instances at the depth limit
+        # (class, field names) -> Struct type id of an instance dict shown as it is, or None
+        # (a name that is not a str or names a secret: see _object).
+        self._shapes = {}
 
     def encode(self, value, depth=0, seen=None):
         """Return the value record of ``value``; never raises (failures become ``Error``).
@@ -391,8 +395,24 @@ class ValueEncoder:
         return self._struct(fields, cls, depth, seen)
 
     def _object(self, value, cls, depth, seen):
-        fields = []
         namespace = _instance_dict(value, cls)
+        if namespace is not None and len(namespace) <= self.limits.items \
+                and not _slot_names(cls):
+            # The common case: the fields are the instance dict, in its order.
+            names = tuple(namespace)
+            key = (cls, names)
+            type_id = self._shapes.get(key, _MISSING)
+            if type_id is _MISSING:
+                type_id = self._shape(key)
+            if type_id is not None:
+                seen.setdefault(id(namespace), False)  # stores into it change this object
+                encode = self._encode
+                depth += 1
+                return {"kind": "Struct",
+                        "field_values": [encode(item, depth, seen)
+                                         for item in namespace.values()],
+                        "type_id": type_id}
+        fields = []
         if namespace is not None:
             seen.setdefault(id(namespace), False)  # stores into it change this object
             for name, item in dict.items(namespace):
@@ -408,6 +428,19 @@ class ValueEncoder:
         if not fields and namespace is None:
             return self.raw(value)
         return self._struct(fields[:self.limits.items], cls, depth, seen)
+
+    def _shape(self, key):
+        cls, names = key
+        secret = self.is_secret
+        if all(type(name) is str and not (secret is not None and secret(name))
+               for name in names):
+            type_id = self._type_id(KIND_STRUCT, cls, names)
+        else:
+            type_id = None
+        if len(self._shapes) > 10_000:  # shapes made at run time must not pile up here
+            self._shapes.clear()
+        self._shapes[key] = type_id
+        return type_id
 
     def _struct(self, fields, cls, depth, seen):
         names = tuple(name for name, _ in fields)

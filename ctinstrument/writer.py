@@ -70,41 +70,39 @@ class TraceWriter:
         those written as consecutive events.
         """
         lines = []
+        append = lines.append
         dumps = orjson.dumps
         open_calls = self._open_calls
         for thread, event in records:
             cls = event.__class__
-            if cls is dict:
-                if "Return" in event:
-                    depth = open_calls.get(thread, 0)
-                    if depth <= (1 if thread == self._main_thread else 0):
-                        continue  # no open call to end (see the module docstring)
-                    open_calls[thread] = depth - 1
-                elif "Call" in event:
-                    open_calls[thread] = open_calls.get(thread, 0) + 1
-            if thread is not None and thread != self._last_thread:
+            if cls is dict and "Return" in event:
+                depth = open_calls.get(thread, 0)
+                if depth <= (1 if thread == self._main_thread else 0):
+                    continue  # no open call to end (see the module docstring)
+                open_calls[thread] = depth - 1
+            if thread != self._last_thread and thread is not None:
                 self._switch_to(thread, lines)
-            if cls is dict and "ThreadExit" in event and open_calls.get(thread):
-                # A call whose Return was dropped in a window's race: it ends before its
-                # thread does.
-                lines.extend([self.lost_return] * open_calls[thread])
-                open_calls[thread] = 0
-            if cls is tuple:
-                if not self.steps_written and event[0][:8] == b'{"Step":':
-                    self.steps_written = True  # a snapshot or an entry step starts so
+            if cls is bytes:
+                append(event)
+            elif cls is tuple:
                 for part in event:
                     if part.__class__ is bytes:
-                        lines.append(part)
+                        append(part)
                     else:
                         if "Call" in part:
                             open_calls[thread] = open_calls.get(thread, 0) + 1
-                        lines.append(dumps(part))
-            elif cls is bytes:
-                if not self.steps_written and event[:8] == b'{"Step":':
-                    self.steps_written = True
-                lines.append(event)
+                        append(dumps(part))
             else:
-                lines.append(dumps(event))
+                if "Call" in event:
+                    open_calls[thread] = open_calls.get(thread, 0) + 1
+                elif "ThreadExit" in event and open_calls.get(thread):
+                    # A call whose Return was dropped in a window's race: it ends before
+                    # its thread does.
+                    lines.extend([self.lost_return] * open_calls[thread])
+                    open_calls[thread] = 0
+                append(dumps(event))
+        if not self.steps_written:  # a snapshot or an entry step starts so
+            self.steps_written = any(line[:8] == b'{"Step":' for line in lines)
         self._write_lines(lines)
 
     def _switch_to(self, thread, lines):
