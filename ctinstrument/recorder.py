@@ -29,6 +29,10 @@ EVENT_ERROR = 11
 IO_MERGE_LIMIT = 8192
 
 
+# Probe failures after which recording stops (see Recorder.probe_failed).
+FAILURE_LIMIT = 1000
+
+
 class Recorder(ProbeRegistry):
     """Records one program run into ``out_dir`` (an existing, writable directory).
 
@@ -257,6 +261,7 @@ class Recorder(ProbeRegistry):
 
     def probe_failed(self):
         """Count a failure inside a probe and warn once; the program is not affected.
+        At FAILURE_LIMIT failures recording stops, with a second warning.
 
         (A RecursionError is counted by the probe itself and not reported: the program runs
         at the recursion limit, where a probe's frame does not fit.)
@@ -269,6 +274,13 @@ class Recorder(ProbeRegistry):
             self._warned = True
             self.warn("internal error while recording (%s: %s); recording continues, "
                        "some events may be missing" % (type(exc).__name__, exc))
+        elif self.failures == FAILURE_LIMIT:
+            # A failure that repeats at every probe would cost the program more and more
+            # (state a failed probe could not clear piles up): recording ends here, the
+            # trace so far is kept.
+            probes.disable()
+            self.warn("%d internal errors while recording; recording stopped, the trace "
+                      "keeps what was recorded so far" % FAILURE_LIMIT)
 
     def warn(self, message):
         """Write ``ctinstrument: message`` to the real stderr (never raises)."""
