@@ -6,6 +6,7 @@ itself.  Supported: CPython 3.10 to 3.13; anything else raises ``UnsupportedPyth
 (see PITFALLS.md §Inserting instructions for why guessing is worse than refusing).
 """
 
+import opcode
 import sys
 
 from bytecode import CellVar, FreeVar, Instr
@@ -106,6 +107,11 @@ RUNS_CODE = frozenset({
 # The calls among them.
 CALLS = frozenset({"CALL", "CALL_FUNCTION", "CALL_FUNCTION_KW", "CALL_FUNCTION_EX",
                    "CALL_METHOD", "CALL_KW"})
+# Their opcodes: what ``co_code[f_lasti]`` of a frame is while it makes one of them, once
+# ``f_lasti`` is moved back over CACHE_OPCODE units (3.11 and 3.12 point at the call's last
+# inline cache while the callee is a Python function).
+CALL_OPCODES = frozenset(opcode.opmap[name] for name in CALLS if name in opcode.opmap)
+CACHE_OPCODE = opcode.opmap.get("CACHE", -1)
 
 
 def runs_code(instr):

@@ -42,7 +42,7 @@ import types
 import orjson
 
 from . import rewriter
-from .instructions import UNPROBED_DELEGATION, UNSEEN_RESUME_KEEPS_LINE
+from .instructions import CACHE_OPCODE, CALL_OPCODES, UNPROBED_DELEGATION, UNSEEN_RESUME_KEEPS_LINE
 from .values import class_attribute, plain_instance_dict
 from .isolation import PRIVATE_BUILTINS as __builtins__  # noqa: F401 (see isolation.py)
 
@@ -54,6 +54,7 @@ _roots_running = []
 # Recording windows ended so far; a shadow stack from an earlier window is emptied on use.
 _window = 0
 _recorder = None
+_code_functions = {}  # Recorder.code_functions
 _sites = []
 # One byte per function id: 1 if it is usually called back by C code (a dunder other than
 # __init__ or __call__), so its calls do not count as the CALLs of a line.
@@ -188,8 +189,9 @@ def bind(recorder, gated=False):
     global _limit
     global _encode, _gated
     global _sent_variable, _lost_return, _enabled, _redacted, _int_type, _str_type, _short_string
-    global _new_place, _items, _depth
+    global _new_place, _items, _depth, _code_functions
     _recorder = recorder
+    _code_functions = recorder.code_functions
     _gated = gated
     _sites = recorder.sites
     _callbacks = recorder.callbacks
@@ -427,7 +429,7 @@ def _resync(stack, fid, depth, thrown=None):
     args = () if thrown is None else ((_recorder.variable_id("<thrown>"), thrown),)
     line = _yield_lines.get(fid, -1) if UNSEEN_RESUME_KEEPS_LINE else -1
     frame = _resumed(_getframe(depth), fid, line, -1)
-    _open(stack, fid, args, frame, False)
+    _open(stack, fid, args, frame)
     return frame
 
 
@@ -869,14 +871,16 @@ def _summary(value):
     return _encode(value, _depth - 1 if type(value) in _CONTAINERS else _depth)
 
 
-def _open(stack, fid, args, frame, counted=True):
+def _open(stack, fid, args, frame, called_from=None):
     """Write the entry Step and Call of ``frame`` (function ``fid``, ``args`` pairs of
     variable id and value) and push it; the caller's bindings are dropped until its next
     step.  Everything that can fail (even RecursionError near the limit) happens before the
     record is appended and the frame pushed, so the two stay together; nothing is appended
     if the recording window ended while this probe ran (a check then a C call: no thread
-    switch).  ``counted``: a call a CALL of the caller's line may have made (not a resume;
-    see ShadowFrame.expected)."""
+    switch).  ``called_from``: the frame object that called this one (None for a resume):
+    the call counts as one of the caller's line (see ShadowFrame.expected) if that is the
+    caller's frame making a call instruction (not a property read or a store running a
+    setter, nor unrecorded code in between) and the callee is not a dunder callback."""
     window = _window
     encoded = []
     for vid, value in args:
@@ -888,8 +892,16 @@ def _open(stack, fid, args, frame, counted=True):
     call = {"Call": {"function_id": fid, "args": encoded}}
     caller = stack[-1] if stack else None
     if caller is not None:
-        if counted and not _callbacks[fid]:
-            caller.entered += 1
+        if called_from is not None and not _callbacks[fid]:
+            code = called_from.f_code
+            known = _code_functions.get(id(code))
+            if known is not None and known[0] is code and known[1] == caller.function_id:
+                instructions = code.co_code
+                at = called_from.f_lasti
+                while at > 0 and instructions[at] == CACHE_OPCODE:
+                    at -= 2
+                if instructions[at] in CALL_OPCODES:
+                    caller.entered += 1
         _before_entry(caller, stack.log)
     if caller is not None and caller.bindings and not caller.unbound:
         drop = _DROP_VARIABLES % b",".join([b"%d" % vid for vid in caller.bindings])
@@ -927,9 +939,10 @@ def _before_entry(caller, log):
             log.append(id(value))
 
 
-def _enter(fid, arg_ids, args, cells, line, site, variables):
+def _enter(fid, arg_ids, args, cells, line, site, variables, called_from=None):
     frame = _new_frame(fid, line, site, variables, cells)
-    _open(_stack(), fid, [(vid, arg) for vid, arg in zip(arg_ids, args) if vid >= 0], frame)
+    _open(_stack(), fid, [(vid, arg) for vid, arg in zip(arg_ids, args) if vid >= 0], frame,
+          called_from)
 
 
 def call(fid, args, cells):
@@ -946,7 +959,7 @@ def call(fid, args, cells):
                      if vid >= 0 and vid not in cell_ids}
         # A class body's locals never include free variables (nor its __class__ cell).
         shown_cells = tuple(zip(cell_ids, cells)) if cells and function[3] != "class" else ()
-        _enter(fid, arg_ids, args, shown_cells, -1, -1, variables)
+        _enter(fid, arg_ids, args, shown_cells, -1, -1, variables, _getframe(1).f_back)
     except RecursionError:
         pass  # at the program's recursion limit: no room for the probe's work, not even a call
     except Exception:
@@ -972,7 +985,7 @@ def resume(sent, fid, line, site):
         elif UNPROBED_DELEGATION and _gated and _outside_roots(_stack(), fid, _getframe(1)):
             return
         frame = _resumed(_getframe(1), fid, line, site)
-        _open(_stack(), fid, ((_sent_variable, sent),), frame, False)
+        _open(_stack(), fid, ((_sent_variable, sent),), frame)
         # The rest of the yielding line runs now: calls there are not counted.
         frame.expected = -(_sites[site][3] & _RUNS_CODE) if site >= 0 else 0
     except RecursionError:

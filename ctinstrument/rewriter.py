@@ -320,16 +320,27 @@ def _store_probe(item, stores, restores, index):
 
 def _line_effects(items):
     """(lines that may run other code, {line: number of calls}) of the original
-    instructions.  A line is counted only if its calls are all it runs of other code and it
-    has no jump, so that each of its calls runs exactly once each time it runs."""
+    instructions.  A line is counted only if its calls are all it runs of other code and
+    none of its jumps lands inside it, so that each of its calls runs at most once each
+    time it runs (a jump out of the line, as a loop's last line or an ``if`` test makes,
+    can only leave calls out: the count then does not match, which is the safe side)."""
     running = set()
     calls = {}
     uncounted = set()
+    landing = {}  # label -> line of the instruction it stands before
+    pending = []
+    for item in items:
+        if isinstance(item, Label):
+            pending.append(item)
+        elif isinstance(item, Instr):
+            for label in pending:
+                landing[label] = item.lineno
+            pending.clear()
     for item in items:
         if not isinstance(item, Instr):
             continue
         line = item.lineno
-        if isinstance(item.arg, Label):
+        if isinstance(item.arg, Label) and landing.get(item.arg, line) == line:
             uncounted.add(line)
         if ins.runs_code(item):
             running.add(line)

@@ -726,6 +726,34 @@ PROGRAMS.update({
             return d, xs, box.n, ys
         print(main())
     """,
+    # Recorded code entered by a property read or a setter's store is no call of the line:
+    # the builtin call beside it may have changed anything.
+    "property_accessors_beside_builtin_calls": """
+        class Doc:
+            def __init__(self):
+                self.parts = []
+                self._n = 0
+            @property
+            def current(self):
+                return self._n
+            @current.setter
+            def current(self, n):
+                self._n = n
+            def add(self):
+                self.parts.append(self.current)
+                self._n += 1
+        def main():
+            d = Doc()
+            xs = []
+            xs.append(d.current)
+            k = 1
+            xs.append(k); d.current = 5
+            k = 2
+            d.add()
+            d.add()
+            return xs, d.parts
+        print(main())
+    """,
 })
 
 # A larger program: a stack-machine interpreter running an inventory simulation.
