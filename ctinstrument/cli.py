@@ -195,7 +195,7 @@ def main(argv=None, preloaded=frozenset(), launcher_path_removed=False):
     atexit.register(_finish, session, state)
     session.install(finish_at_exit=False)
     forget_shadowed_modules(preloaded, project_dir)
-    session.warn_already_imported()
+    session.warn_already_imported(copy=True)
     if script is not None:
         accepted, reason = session.selection.accepts_main_script(program)
         session.hook.decisions["__main__"] = (accepted, reason)
