@@ -16,7 +16,7 @@ import traceback
 import types
 
 from .capture import without_wrapper_frames
-from .instructions import PROBE_CALL_DEPTH
+from .protocol import PROBE_CALL_DEPTH
 
 _OWN_PREFIX = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
@@ -124,10 +124,15 @@ def _main_module(path):
     return module
 
 
-def compile_script(path):
-    """Compile the script at ``path``; raises SyntaxError (or OSError) like ``python path``."""
+def read_script(path):
+    """The bytes of the script at ``path``; raises OSError."""
     with open(path, "rb") as handle:
-        source = handle.read()
+        return handle.read()
+
+
+def compile_script(source, path):
+    """Compile the script ``source`` (bytes) of ``path``; raises SyntaxError like
+    ``python path``."""
     return compile(source, path, "exec", dont_inherit=True)
 
 
