@@ -192,8 +192,7 @@ class ImportHook:
                 if entry in hidden or directory and _shadowed(entry, directory):
                     del sys.modules[entry]
             sys.modules.update(hidden)
-            refused = reimport.evict([entry for entry in reimport.candidates(self.selection)
-                                      if entry in added])[1]
+            refused = reimport.evict(reimport.candidates(self.selection, added))[1]
             for entry, why in sorted(refused.items()):
                 self.decisions[entry] = (False, "imported by ctinstrument: " + why)
                 self.warn_once(entry, "%s was imported by ctinstrument and is not recorded: %s"

@@ -57,18 +57,22 @@ _HOOK_LISTS = ("meta_path", "path_hooks")
 _HOOKS = ("excepthook", "displayhook", "breakpointhook", "unraisablehook")
 
 
-def candidates(selection, modules=None):
-    """Names of the modules in ``modules`` (default ``sys.modules``) that ``selection``
-    accepts, ``__main__`` aside, sorted (a package before its submodules)."""
+def candidates(selection, names=None, modules=None):
+    """Names of the modules in ``modules`` (default ``sys.modules``; only those in ``names``
+    if given) that ``selection`` accepts, ``__main__`` aside, sorted (a package before its
+    submodules)."""
     modules = sys.modules if modules is None else modules
-    names = []
-    for name, module in list(modules.items()):
-        if name == "__main__":
+    if names is None:
+        names = list(modules)
+    found = []
+    for name in names:
+        module = modules.get(name)
+        if name == "__main__" or module is None:
             continue
         origin = getattr(module, "__file__", None)
         if isinstance(origin, str) and selection.accepts(name, origin)[0]:
-            names.append(name)
-    return sorted(names)
+            found.append(name)
+    return sorted(found)
 
 
 def _shared_reason(name):

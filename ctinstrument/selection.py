@@ -143,6 +143,7 @@ class Selection:
         self.project_dir = os.path.realpath(project_dir) if project_dir else None
         self._library = _library_dirs()
         self._by_path = any(p.path is not None for p in self.include + self.exclude)
+        self._real_dirs = {}
 
     def describe(self):
         """The effective selection as a JSON-ready dict (for ``trace_metadata.json``)."""
@@ -179,7 +180,7 @@ class Selection:
         verdict, reason = self.by_name(name)
         if verdict is not None:
             return verdict, reason
-        real = os.path.realpath(origin) if origin else None
+        real = self._real_path(origin) if origin else None
         for pattern in self.exclude:
             if pattern.matches_module(name, real):
                 return False, "excluded by %s" % pattern.text
@@ -197,6 +198,18 @@ class Selection:
         if real.startswith(self.project_dir + os.sep):
             return True, "in the project directory %s" % self.project_dir
         return False, "outside the project directory %s" % self.project_dir
+
+    def _real_path(self, path):
+        # Modules come from few directories: resolve each directory once (a file that is
+        # itself a link is resolved on its own).
+        directory, base = os.path.split(path)
+        if (not os.path.isabs(path) or not base or base in (".", "..")
+                or os.path.islink(path)):
+            return os.path.realpath(path)
+        real = self._real_dirs.get(directory)
+        if real is None:
+            real = self._real_dirs[directory] = os.path.realpath(directory)
+        return os.path.join(real, base)
 
     def accepts_main_script(self, path):
         """Decision for the main script (module ``__main__``, file ``path``): recorded
