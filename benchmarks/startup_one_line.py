@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Start-up benchmark: recording a one-line script, against running it plainly.
 
-    python benchmarks/startup_one_line.py [-n N] [--peer-python PYTHON] [--json FILE]
+    python benchmarks/startup_one_line.py [-n N] [--peer-python PYTHON] [--baseline DIR]
+                                          [--callgrind] [--json FILE]
 
 The script is ``print("hello")``.  With this interpreter it is run as
 
@@ -12,19 +13,26 @@ The script is ``print("hello")``.  With this interpreter it is run as
   one_line.py``, when ``--peer-python`` names an interpreter that has the peer recorder
   installed (``pip install codetracer-python-recorder``), else left out; its own plain run
   is ``peer-plain``
+* ``baseline``     -- the ``ctinstrument`` command with the checkout ``--baseline DIR`` on
+  ``PYTHONPATH`` instead of this one (another branch, for before/after figures)
 
-Runs are interleaved (plain, ctinstrument, peer-plain, peer, plain, ...), N times (default
+Runs are interleaved (plain, ctinstrument, baseline, peer-plain, peer, plain, ...), N times (default
 40).  Each run is spawned and reaped with ``os.wait4`` (no polling), so its wall time is the
 process's whole life and its CPU time is user + system of the child.  Printed per config:
 median and minimum of wall and CPU, and the medians divided by the matching plain medians.
 The machine's load average at the end is printed too: wall ratios from a loaded machine are
 not results (see benchmarks/README.md).
+
+``--callgrind``: also run each config once under ``valgrind --tool=callgrind`` and print the
+instructions it executed (``Ir``) and their ratio to plain's, a count that other processes on
+the machine do not change.
 """
 
 import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -53,10 +61,24 @@ def spawn(argv, env):
     return wall, usage.ru_utime + usage.ru_stime, os.waitstatus_to_exitcode(status)
 
 
+def instructions(argv, env):
+    """Instructions ``argv`` executes, counted by callgrind (its children not followed)."""
+    result = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+                             *argv], env=env, capture_output=True, text=True)
+    found = re.search(r"Collected : (\d+)", result.stderr)
+    if result.returncode != 0 or not found:
+        sys.exit("startup_one_line.py: callgrind failed on %s: %s"
+                 % (argv, result.stderr[-300:]))
+    return int(found.group(1))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("-n", "--repeat", type=int, default=40)
     parser.add_argument("--peer-python", help="an interpreter with codetracer-python-recorder")
+    parser.add_argument("--baseline", metavar="DIR", help="another ctinstrument checkout")
+    parser.add_argument("--callgrind", action="store_true",
+                        help="also count instructions with valgrind's callgrind")
     parser.add_argument("--json", metavar="FILE")
     options = parser.parse_args(argv)
     work = tempfile.mkdtemp(prefix="ct-startup-one-line-")
@@ -79,6 +101,9 @@ def _measure(options, work):
         "plain": ([python, script], env),
         "ctinstrument": ([python, "-m", "ctinstrument", "-o", trace, script], ct_env),
     }
+    if options.baseline:
+        commands["baseline"] = ([python, "-m", "ctinstrument", "-o", trace + "-baseline",
+                                 script], dict(env, PYTHONPATH=os.path.abspath(options.baseline)))
     peer = options.peer_python
     if peer:
         found = subprocess.run([peer, "-c", "import codetracer_python_recorder"],
@@ -122,6 +147,13 @@ def _measure(options, work):
             name, 1e3 * statistics.median(walls), 1e3 * min(walls),
             1e3 * statistics.median(cpus), 1e3 * min(cpus),
             statistics.median(walls) / base_wall, statistics.median(cpus) / base_cpu))
+    if options.callgrind:
+        counts = {name: instructions(argv, run_env) for name, (argv, run_env) in commands.items()}
+        print("%-13s %14s %8s" % ("config", "instructions", "x"))
+        for name, count in counts.items():
+            base = counts["peer-plain" if name.startswith("peer") else "plain"]
+            summary[name]["instructions"] = count
+            print("%-13s %14s %7.2fx" % (name, "{:,}".format(count), count / base))
     if options.json:
         with open(options.json, "w", encoding="utf-8") as handle:
             json.dump({"python": platform.python_version(), "repeat": options.repeat,

@@ -27,8 +27,10 @@ import sysconfig
 from .errors import UsageError
 from .isolation import PRIVATE_BUILTINS as __builtins__  # noqa: F401 (see isolation.py)
 
-_MODULE_PATTERN = re.compile(r"^[A-Za-z_*?\[][\w*?\[\]!.-]*$")
-_QUALNAME_PATTERN = re.compile(r"^[\w*?\[\]!.<>-]+$")
+# Compiled on first use (re caches them): most runs parse no pattern, and compiling \w
+# costs start-up time.
+_MODULE_PATTERN = r"^[A-Za-z_*?\[][\w*?\[\]!.-]*$"
+_QUALNAME_PATTERN = r"^[\w*?\[\]!.<>-]+$"
 _NEVER = ("ctinstrument", "bytecode", "orjson", "click", "_pytest", "pytest", "pluggy",
           "tomli")
 _EXPECTED = ("expected a module name, a glob such as pkg.*.views, a file or directory path, "
@@ -80,7 +82,7 @@ def parse_pattern(text, allow_function=True):
         if not allow_function:
             raise UsageError("invalid pattern %r: function patterns can only be included"
                              % text)
-        if not qualname or not _QUALNAME_PATTERN.match(qualname) or not where:
+        if not qualname or not re.match(_QUALNAME_PATTERN, qualname) or not where:
             raise UsageError("invalid function pattern %r (expected MODULE:QUALNAME such as "
                              "app.billing:Invoice.total or app.jobs:*)" % text)
     if is_path_pattern(where):
@@ -88,7 +90,7 @@ def parse_pattern(text, allow_function=True):
         if not os.path.exists(path):
             raise UsageError("invalid pattern %r: no such file or directory" % text)
         return Pattern(text, path=path, qualname=qualname)
-    if not _MODULE_PATTERN.match(where) or ".." in where or where.endswith("."):
+    if not re.match(_MODULE_PATTERN, where) or ".." in where or where.endswith("."):
         raise UsageError("invalid pattern %r (%s)" % (text, _EXPECTED))
     return Pattern(text, module=where, qualname=qualname)
 
