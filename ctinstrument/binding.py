@@ -74,12 +74,15 @@ class PortableRegistry(ProbeRegistry):
         return self._new_id(STORE_KIND)
 
 
-def instrument_portable(code, module_name, path, rewrite):
-    """``rewrite`` (``rewriter.instrument_module_code``, which the caller imports, see
-    import_hook.py) against a fresh ``PortableRegistry``; returns a Portable.
+def instrument_portable(code, module_name, path, rewrite=None):
+    """``rewriter.instrument_module_code`` (or ``rewrite``, the same function imported by
+    the caller, see import_hook.py) against a fresh ``PortableRegistry``; returns a
+    Portable.
 
     Raises InstrumentationError like the rewriter.
     """
+    if rewrite is None:
+        from .rewriter import instrument_module_code as rewrite
     registry = PortableRegistry()
     rejected = []
     new = rewrite(code, registry, module_name, path, rejected)
