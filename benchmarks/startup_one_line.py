@@ -13,11 +13,14 @@ The script is ``print("hello")``.  With this interpreter it is run as
   one_line.py``, when ``--peer-python`` names an interpreter that has the peer recorder
   installed (``pip install codetracer-python-recorder``), else left out; its own plain run
   is ``peer-plain``
+* ``required``     -- ``python -c "import runpy, click, orjson"``: only what ``python -m``
+  and the libraries the project requires (click for the command line, orjson for the JSON)
+  cost, with nothing of ctinstrument, so the floor of any ``ctinstrument`` figure
 * ``baseline``     -- the ``ctinstrument`` command with the checkout ``--baseline DIR`` on
   ``PYTHONPATH`` instead of this one (another branch, for before/after figures)
 
-Runs are interleaved (plain, ctinstrument, baseline, peer-plain, peer, plain, ...), N times (default
-40).  Each run is spawned and reaped with ``os.wait4`` (no polling), so its wall time is the
+Runs are interleaved (plain, ctinstrument, required, baseline, peer-plain, peer, plain, ...),
+N times (default 40).  Each run is spawned and reaped with ``os.wait4`` (no polling), so its wall time is the
 process's whole life and its CPU time is user + system of the child.  Printed per config:
 median and minimum of wall and CPU, and the medians divided by the matching plain medians.
 The machine's load average at the end is printed too: wall ratios from a loaded machine are
@@ -100,6 +103,7 @@ def _measure(options, work):
     commands = {
         "plain": ([python, script], env),
         "ctinstrument": ([python, "-m", "ctinstrument", "-o", trace, script], ct_env),
+        "required": ([python, "-c", "import runpy, click, orjson"], ct_env),
     }
     if options.baseline:
         commands["baseline"] = ([python, "-m", "ctinstrument", "-o", trace + "-baseline",

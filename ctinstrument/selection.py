@@ -143,7 +143,7 @@ class Selection:
         # The module run as __main__ (-m) is recorded whatever the patterns say.
         self.main_module = main_module
         self.project_dir = os.path.realpath(project_dir) if project_dir else None
-        self._library = _library_dirs()
+        self._library = None  # computed when a module in the project directory needs it
         self._by_path = any(p.path is not None for p in self.include + self.exclude)
         self._real_dirs = {}
 
@@ -195,11 +195,15 @@ class Selection:
             return False, "matches no include pattern"
         if real is None or self.project_dir is None:
             return False, "no project directory"
+        if not real.startswith(self.project_dir + os.sep):
+            return False, "outside the project directory %s" % self.project_dir
+        # Only now: finding the library directories (sysconfig) is a large part of
+        # start-up, and most modules are decided above.
+        if self._library is None:
+            self._library = _library_dirs()
         if any(real.startswith(lib + os.sep) for lib in self._library):
             return False, "in the standard library or site-packages"
-        if real.startswith(self.project_dir + os.sep):
-            return True, "in the project directory %s" % self.project_dir
-        return False, "outside the project directory %s" % self.project_dir
+        return True, "in the project directory %s" % self.project_dir
 
     def _real_path(self, path):
         # Modules come from few directories: resolve each directory once (a file that is
