@@ -112,20 +112,23 @@ def _dependent_class(module, modules):
     created = _created_classes(module)
     if not created:
         return None
-    ours = set(map(id, created))
     own = module.__name__
     for cls in created:
         for sub in type.__subclasses__(cls):
             if sub.__module__ != own:
                 return "%s.%s" % (sub.__module__, sub.__qualname__)
-    metaclasses = [cls for cls in created if issubclass(cls, type)]
+    metaclasses = {id(cls) for cls in created if issubclass(cls, type)}
     if not metaclasses:
         return None
     for other_name, other in list(modules.items()):
         if other_name == own or other is None:
             continue
-        for value in list(getattr(other, "__dict__", {}).values()):
-            if isinstance(value, type) and id(type(value)) in ours and (
+        try:
+            values = list(vars(other).values())
+        except TypeError:  # not a module: some libraries put other objects there
+            continue
+        for value in values:
+            if isinstance(value, type) and id(type(value)) in metaclasses and (
                     value.__module__ != own):
                 return "%s.%s" % (value.__module__, value.__qualname__)
     return None
@@ -163,8 +166,14 @@ def evict(names, modules=None):
     get a second copy; returns (evicted names, {name: reason} for the others)."""
     modules = sys.modules if modules is None else modules
     chosen = set(names)
-    refused = {name: reason for name in names
-               for reason in [refusal(name, modules)] if reason}
+    refused = {}
+    for name in names:
+        try:
+            reason = refusal(name, modules)
+        except Exception as exc:  # an odd object in sys.modules: keep it as it is
+            reason = "it cannot be inspected (%s: %s)" % (type(exc).__name__, exc)
+        if reason:
+            refused[name] = reason
     changed = True
     while changed:  # a package and its imported submodules go together or stay
         changed = False
