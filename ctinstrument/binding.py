@@ -22,7 +22,7 @@ import collections
 import types
 
 from .errors import InstrumentationError
-from .rewriter import MODULE_FRAME, ProbeRegistry, instrument_module_code, module_label
+from .protocol import MODULE_FRAME, ProbeRegistry, module_label
 from .isolation import PRIVATE_BUILTINS as __builtins__  # noqa: F401 (see isolation.py)
 
 SHIFT = 40
@@ -74,14 +74,18 @@ class PortableRegistry(ProbeRegistry):
         return self._new_id(STORE_KIND)
 
 
-def instrument_portable(code, module_name, path):
-    """``instrument_module_code`` against a fresh ``PortableRegistry``; returns a Portable.
+def instrument_portable(code, module_name, path, rewrite=None):
+    """``rewriter.instrument_module_code`` (or ``rewrite``, the same function imported by
+    the caller, see import_hook.py) against a fresh ``PortableRegistry``; returns a
+    Portable.
 
     Raises InstrumentationError like the rewriter.
     """
+    if rewrite is None:
+        from .rewriter import instrument_module_code as rewrite
     registry = PortableRegistry()
     rejected = []
-    new = instrument_module_code(code, registry, module_name, path, rejected)
+    new = rewrite(code, registry, module_name, path, rejected)
     rejections = tuple(("rejected", qualname, reason) for qualname, reason in rejected)
     return Portable(new, tuple(registry.registrations) + rejections)
 

@@ -124,9 +124,10 @@ def main(argv=None, preloaded=frozenset(), launcher_path_removed=False):
     """
     if not launcher_path_removed:
         del sys.path[0]
-    from . import instructions
-    from .runner import (ExitState, compile_script, forget_shadowed_modules, run_module,
-                         run_script, script_path)
+    from . import protocol
+    from .code_cache import CodeCache
+    from .runner import (ExitState, compile_script, forget_shadowed_modules, read_script,
+                         run_module, run_script, script_path)
     from .config import resolve
     from .selection import split_patterns
     from .session import Session
@@ -144,7 +145,7 @@ def main(argv=None, preloaded=frozenset(), launcher_path_removed=False):
     except UsageError as exc:
         _fail(str(exc))
     try:
-        instructions.check_supported()
+        protocol.check_supported()
         if script is not None:
             if os.path.isdir(script):
                 raise UsageError("%s is a directory, not a Python script" % script)
@@ -163,16 +164,23 @@ def main(argv=None, preloaded=frozenset(), launcher_path_removed=False):
         for line in settings.describe():
             sys.stderr.write("ctinstrument: debug: %s\n" % line)
 
-    code = None
+    code = source = cached = None
+    cache = CodeCache() if settings["cache"] else None
     if script is not None:
+        path = script_path(script)
         try:
-            code = compile_script(script_path(script))
-        except SyntaxError as exc:
-            # Reported exactly as Python reports it; nothing was recorded.
-            sys.excepthook(type(exc), exc.with_traceback(None), None)
-            sys.exit(1)
+            source = read_script(path)
         except OSError as exc:
             _fail("cannot read script %s: %s" % (script, exc.strerror or exc))
+        # A cache entry of this very source was compiled and rewritten by a previous run.
+        cached = cache.load(path, source) if cache is not None else None
+        if cached is None:
+            try:
+                code = compile_script(source, path)
+            except SyntaxError as exc:
+                # Reported exactly as Python reports it; nothing was recorded.
+                sys.excepthook(type(exc), exc.with_traceback(None), None)
+                sys.exit(1)
 
     project_dir = os.path.dirname(os.path.realpath(script)) if script else os.getcwd()
     program = script_path(script) if script else _module_origin(parsed["module"])
@@ -187,7 +195,7 @@ def main(argv=None, preloaded=frozenset(), launcher_path_removed=False):
                           redact_names=settings["redact_names"],
                           capture_output=settings["capture_output"],
                           paused=settings["paused"], settings=metadata,
-                          cache=settings["cache"],
+                          cache=cache if cache is not None else False,
                           explain="all" if settings["debug"] else settings["explain"])
     except UsageError as exc:
         _fail(str(exc))
@@ -195,12 +203,14 @@ def main(argv=None, preloaded=frozenset(), launcher_path_removed=False):
     atexit.register(_finish, session, state)
     session.install(finish_at_exit=False)
     forget_shadowed_modules(preloaded, project_dir)
-    session.warn_already_imported()
+    session.warn_already_imported(copy=True)
     if script is not None:
         accepted, reason = session.selection.accepts_main_script(program)
         session.hook.decisions["__main__"] = (accepted, reason)
         if accepted:
-            code = session.hook.instrument(code, "__main__", program)
+            code = session.hook.main_code(program, source, code, cached)
+        elif code is None:
+            code = compile_script(source, program)
         run_script(code, script, program_args, state, session.recorder)
     else:
         run_module(parsed["module"], program_args, state, session.recorder)

@@ -8,9 +8,10 @@ honoured), under a name no interpreter looks for::
     pkg/__pycache__/mod.cpython-312.opt-1.ctinstrument-0.1.0-1a2b3c4d.pyc   (python -O)
 
 The 8 hex digits start the *generator key*: a hash of everything that changes the generated
-code (ctinstrument's version, the source of the modules that generate or bind code, the
-``bytecode`` library's version, the interpreter's cache tag and bytecode magic, the
-optimization level).  The file starts with our own ``MAGIC`` (not CPython's, so no plain
+code (ctinstrument's version, the source of the modules that generate or bind code and of
+the ``bytecode`` library, the interpreter's cache tag and bytecode magic, the optimization
+level).  It is computed from the files, without importing them: a run whose modules are all
+cached never imports ``bytecode`` or the rewriter.  The file starts with our own ``MAGIC`` (not CPython's, so no plain
 loader accepts it even under another name), then the full key, the source hash
 (``importlib.util.source_hash``), a digest of the payload and the payload,
 ``marshal((code, registrations))``.  An entry is used only if all of them match.
@@ -22,7 +23,6 @@ uncached.  Writes are atomic (pid-suffixed temporary file in the same directory,
 as CPython still reads ``.pyc`` files then).
 """
 
-import hashlib
 import importlib.util
 import marshal
 import os
@@ -30,10 +30,15 @@ import sys
 import threading
 import types
 
-import bytecode
-
-from . import __version__, binding, instructions, rewriter, verifier
+from . import __version__, binding
 from .isolation import PRIVATE_BUILTINS as __builtins__  # noqa: F401 (see isolation.py)
+
+try:
+    # The builtin module hashlib takes it from: importing hashlib loads OpenSSL, which costs
+    # more than all the rest of a cached start-up's cache work.
+    from _blake2 import blake2b
+except ImportError:  # an interpreter built without it
+    from hashlib import blake2b
 
 MAGIC = b"CTINSTR\x01"  # the last byte is the file layout's version
 KEY_SIZE = 16
@@ -42,23 +47,44 @@ DIGEST_SIZE = 16
 HEADER_SIZE = len(MAGIC) + KEY_SIZE + SOURCE_HASH_SIZE + DIGEST_SIZE
 
 # Modules whose source decides what code is generated or how it is bound.
-GENERATORS = (rewriter, instructions, verifier, binding, sys.modules[__name__])
+GENERATORS = ("rewriter.py", "instructions.py", "verifier.py", "protocol.py", "binding.py",
+              "code_cache.py")
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _generator_files():
+    """The paths of GENERATORS and of the ``bytecode`` library's modules (found, not
+    imported), or None when ``bytecode`` is not to be found."""
+    files = [os.path.join(_HERE, name) for name in GENERATORS]
+    spec = importlib.util.find_spec("bytecode")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for directory in spec.submodule_search_locations:
+        try:
+            names = sorted(os.listdir(directory))
+        except OSError:
+            return None
+        files += [os.path.join(directory, name) for name in names if name.endswith(".py")]
+    return files
 
 
 def generator_key():
     """The key digest (KEY_SIZE bytes), or None when a generator's source cannot be read."""
-    digest = hashlib.sha256()
-    for part in (__version__, bytecode.__version__, sys.implementation.cache_tag,
+    digest = blake2b(digest_size=KEY_SIZE)
+    for part in (__version__, sys.implementation.cache_tag,
                  importlib.util.MAGIC_NUMBER.hex(), str(sys.flags.optimize)):
         digest.update(repr(part).encode() + b"\0")
-    for module in GENERATORS:
+    files = _generator_files()
+    if files is None:
+        return None
+    for path in files:
         try:
-            with open(module.__file__, "rb") as handle:
+            with open(path, "rb") as handle:
                 digest.update(handle.read())
-        except (OSError, TypeError):
+        except OSError:
             return None
         digest.update(b"\0")
-    return digest.digest()[:KEY_SIZE]
+    return digest.digest()
 
 
 class CodeCache:
@@ -118,7 +144,7 @@ class CodeCache:
         offset += SOURCE_HASH_SIZE
         digest = data[offset:offset + DIGEST_SIZE]
         payload = data[HEADER_SIZE:]
-        if hashlib.blake2b(payload, digest_size=DIGEST_SIZE).digest() != digest:
+        if blake2b(payload, digest_size=DIGEST_SIZE).digest() != digest:
             return None
         try:
             code, registrations = marshal.loads(payload)
@@ -142,7 +168,7 @@ class CodeCache:
             except ValueError:  # an unmarshallable constant
                 return False
             data = b"".join((MAGIC, self.key, importlib.util.source_hash(source),
-                             hashlib.blake2b(payload, digest_size=DIGEST_SIZE).digest(),
+                             blake2b(payload, digest_size=DIGEST_SIZE).digest(),
                              payload))
             if _write_atomic(path, data):
                 self.stats["written"] += 1

@@ -27,7 +27,7 @@ def imported_decisions(decisions, modules=None):
     """``decisions`` without the rejected names that were never imported."""
     modules = sys.modules if modules is None else modules
     return {name: decision for name, decision in decisions.items()
-            if decision[0] or name in modules or decision[1] == TOO_EARLY
+            if decision[0] or name in modules or decision[1].startswith(TOO_EARLY)
             or not _rejected_by_name(decision[1])}
 
 
@@ -65,7 +65,7 @@ def report(decisions, every_module=False):
     groups = {}  # (label, reason) -> names
     for name, (verdict, reason) in decisions.items():
         top = name.partition(".")[0]
-        if every_module or verdict or reason == TOO_EARLY:
+        if every_module or verdict or reason.startswith(TOO_EARLY):
             rows.append((name, verdict, name, reason))
         elif top in _STDLIB:
             groups.setdefault(("", reason), []).append(name)

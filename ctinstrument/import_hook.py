@@ -9,17 +9,22 @@ Every module is rewritten with portable ids and then bound to the registry (bind
 the rewritten code can be kept in the private cache (code_cache.py): an import whose source
 is unchanged since it was cached skips compiling and rewriting.  The ordinary ``.pyc`` files
 are never read or written here, so a plain interpreter never loads instrumented code.
+
+The rewriter (and the ``bytecode`` library) is imported on the first rewrite, so a run whose
+modules are all cached never imports it.  That import may happen while the program runs; it
+is made to see what an import at start-up would have seen (``ImportHook.import_own``).
 """
 
+import importlib
 import importlib.machinery
+import os
 import sys
 import threading
 
-from . import pytest_support
+from . import pytest_support, reimport
 from .binding import bind, has_portable_constants, instrument_portable, rejections
 from .code_cache import CodeCache
 from .errors import InstrumentationError
-from .rewriter import instrument_module_code
 from .isolation import PRIVATE_BUILTINS as __builtins__  # noqa: F401 (see isolation.py)
 
 
@@ -52,8 +57,9 @@ class ImportHook:
     ``decisions`` maps every module name the finder was asked about to (bool, reason);
     a name rejected before any finder looked for it may name no module at all.
     ``cache``: keep rewritten modules in the private code cache (False: rewrite on every
-    import).  ``stats`` counts modules ``rewritten`` (the main script included), ``loaded``
-    from and ``written`` to the cache; the session puts it in ``trace_metadata.json``.
+    import; a ``CodeCache``: that one).  ``stats`` counts modules ``rewritten`` (the main
+    script included), ``loaded`` from and ``written`` to the cache; the session puts it in
+    ``trace_metadata.json``.
     ``verifier`` counts the code objects the verifier ``rejected`` (they run uninstrumented)
     and lists the first ones (module, function, reason); also in ``trace_metadata.json``.
     """
@@ -63,11 +69,19 @@ class ImportHook:
         self.registry = registry
         self.decisions = {}
         self.instrumented = []
-        self.stats = {"cache": bool(cache), "rewritten": 0}
-        self.cache = CodeCache(self.stats) if cache else None
+        if cache is True:
+            cache = CodeCache()
+        self.cache = cache or None
+        self.stats = self.cache.stats if self.cache is not None else {}
+        self.stats.update(cache=self.cache is not None, rewritten=0)
         self.verifier = {"rejected": 0, "functions": []}
         self._finder = _Finder(self)
         self._warned = set()
+        self._rewrite = None
+        self._own_lock = threading.Lock()
+        # What ctinstrument's own imports resolve against (the program's directory is not
+        # on it yet; see runner.py).
+        self._launch_path = list(sys.path)
 
     def install(self):
         if self._finder not in sys.meta_path:
@@ -97,15 +111,22 @@ class ImportHook:
         written to the cache.
         """
         try:
+            rewrite = self._rewriter()
+        except Exception as exc:  # a broken installation: the program still runs
+            self.warn_once("rewriter", "cannot import the rewriter (%s: %s); running "
+                           "modules unrecorded" % (type(exc).__name__, exc))
+            self.decisions[module_name] = (False, "the rewriter cannot be imported")
+            return code
+        try:
             if has_portable_constants(code):
                 # Its own constants would be taken for probe ids: rewrite with real ids,
                 # uncached (never seen in real code; see binding.py).
                 rejected = []
-                new = instrument_module_code(code, self.registry, module_name, path, rejected)
+                new = rewrite(code, self.registry, module_name, path, rejected)
                 self.report_rejected(module_name, rejected)
                 portable = None
             else:
-                portable = instrument_portable(code, module_name, path)
+                portable = instrument_portable(code, module_name, path, rewrite)
         except InstrumentationError as exc:
             self.warn_once(module_name, "%s; running it unrecorded" % exc)
             self.decisions[module_name] = (False, str(exc))
@@ -117,6 +138,66 @@ class ImportHook:
         if source is not None and self.cache is not None:
             self.cache.store(path, source, portable)
         return self.bind(portable, module_name, path)
+
+    def main_code(self, path, source, code, portable):
+        """The instrumented code of the main script ``path`` (``source``: its bytes): bound
+        from ``portable`` (its cache entry) if not None, else rewritten from ``code`` and
+        cached like a module."""
+        if portable is not None:
+            return self.bind(portable, "__main__", path)
+        return self.instrument(code, "__main__", path, source=source)
+
+    def _rewriter(self):
+        """``rewriter.instrument_module_code``, imported on first use (see the module
+        docstring)."""
+        if self._rewrite is None:
+            self._rewrite = self.import_own(__package__ + ".rewriter").instrument_module_code
+        return self._rewrite
+
+    def import_own(self, name):
+        """Import ctinstrument's module ``name`` as start-up would have: whatever the program
+        has imported or put on ``sys.path`` meanwhile, ``name`` and what it imports get the
+        libraries, not the program's modules or instrumented copies.
+
+        While it imports, ``sys.path`` is the one of start-up, this thread's imports pass
+        the finder by, and the modules of the program's directory and the instrumented ones
+        are out of ``sys.modules``; then they are put back, what the program's directory
+        shadows is dropped (as ``runner.forget_shadowed_modules`` does at start-up) and the
+        selected modules it imported are evicted (reimport.py), so the program still gets
+        its own modules and recorded copies.  Returns the module; raises what the import
+        raised.
+        """
+        with self._own_lock:
+            module = sys.modules.get(name)
+            return module if module is not None else self._import_own(name)
+
+    def _import_own(self, name):
+        directory = self.selection.project_dir
+        instrumented = set(self.instrumented) - {"__main__"}
+        hidden = {entry: sys.modules[entry] for entry in list(sys.modules)
+                  if entry in instrumented or directory and _shadowed(entry, directory)}
+        for entry in hidden:
+            del sys.modules[entry]
+        before = set(sys.modules)
+        program_path = list(sys.path)
+        self._finder.bypass(True)
+        try:
+            sys.path[:] = self._launch_path
+            module = importlib.import_module(name)
+        finally:
+            sys.path[:] = program_path
+            self._finder.bypass(False)
+            added = [entry for entry in list(sys.modules) if entry not in before]
+            for entry in added:
+                if entry in hidden or directory and _shadowed(entry, directory):
+                    del sys.modules[entry]
+            sys.modules.update(hidden)
+            refused = reimport.evict(reimport.candidates(self.selection, added))[1]
+            for entry, why in sorted(refused.items()):
+                self.decisions[entry] = (False, "imported by ctinstrument: " + why)
+                self.warn_once(entry, "%s was imported by ctinstrument and is not recorded: %s"
+                               % (entry, why))
+        return module
 
     def bind(self, portable, module_name, path):
         """The code of a rewritten module (``binding.Portable``) with this process's ids."""
@@ -137,6 +218,13 @@ class ImportHook:
                                                       + sys.version_info[:2] + (reason,)))
 
 
+def _shadowed(name, directory):
+    """Whether module ``name`` (or its top-level package) has a file in ``directory``."""
+    top = name.partition(".")[0]
+    return os.path.isfile(os.path.join(directory, top + ".py")) or os.path.isfile(
+        os.path.join(directory, top, "__init__.py"))
+
+
 class _Finder:
     """The ``sys.meta_path`` entry (see ``ImportHook``)."""
 
@@ -144,7 +232,13 @@ class _Finder:
         self._hook = hook
         self._local = threading.local()
 
+    def bypass(self, on):
+        """Let this thread's imports pass untouched (``on``) or be looked at again."""
+        self._local.bypass = on
+
     def find_spec(self, fullname, path=None, target=None):
+        if getattr(self._local, "bypass", False):
+            return None
         hook = self._hook
         if fullname == pytest_support.REWRITE_MODULE:
             return self._adapt_pytest(fullname, path, target)

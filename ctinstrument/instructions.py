@@ -6,15 +6,13 @@ itself.  Supported: CPython 3.10 to 3.13; anything else raises ``UnsupportedPyth
 (see PITFALLS.md §Inserting instructions for why guessing is worse than refusing).
 """
 
-import opcode
-import sys
 
 from bytecode import CellVar, FreeVar, Instr
 
-from .errors import InstrumentationError, UnsupportedPython
-
-VERSION = sys.version_info[:2]
-SUPPORTED = ((3, 10), (3, 11), (3, 12), (3, 13))
+from .errors import InstrumentationError
+from .protocol import (  # noqa: F401 (named here too, see protocol.py)
+    CALLS, PROBE_CALL_DEPTH, SUPPORTED, UNPROBED_DELEGATION, UNSEEN_RESUME_KEEPS_LINE, VERSION,
+    check_supported)
 
 # Behaviours named once, tested by name elsewhere.
 HAS_PRECALL = VERSION == (3, 11)
@@ -35,17 +33,6 @@ RESUME_RESETS_LINE = VERSION == (3, 10)
 # 3.10, 3.12+: a line event fires when the previously executed instruction had another
 # line, so one without a line number makes the next one a line event even on the same line.
 NO_LINE_RESETS_LINE = VERSION == (3, 10) or VERSION >= (3, 12)
-# 3.11/3.12: a frame resumed without a resume probe was resumed by throw()/close() and stands
-# at its last yield's line, which is not reported again; 3.13 reports it again, and on 3.10
-# an unseen resume may also be a ``yield from`` resume, which starts afresh.
-UNSEEN_RESUME_KEEPS_LINE = (3, 11) <= VERSION < (3, 13)
-# 3.10: YIELD_FROM (also ``await``) suspends and resumes its frame without any probe, so a
-# shadow frame may stand for a frame that is suspended (probes check the real stack).
-UNPROBED_DELEGATION = VERSION < (3, 11)
-# Recursion depth a probe call takes from its caller (3.10/3.11 also count the C levels of
-# the call); measured so that a recursing program fails at the same depth as a plain run
-# (tests/test_semantics.py).
-PROBE_CALL_DEPTH = 1 if VERSION >= (3, 12) else 3
 # Where the exception is at the entry of a handler (3.10 pushed tb, value, type).
 HANDLER_EXCEPTION_DEPTH = 1 if VERSION >= (3, 11) else 2
 
@@ -104,29 +91,11 @@ RUNS_CODE = frozenset({
     "SEND", "LIST_EXTEND", "SET_UPDATE", "DICT_UPDATE", "DICT_MERGE"})
 
 
-# The calls among them.
-CALLS = frozenset({"CALL", "CALL_FUNCTION", "CALL_FUNCTION_KW", "CALL_FUNCTION_EX",
-                   "CALL_METHOD", "CALL_KW"})
-# Their opcodes: what ``co_code[f_lasti]`` of a frame is while it makes one of them, once
-# ``f_lasti`` is moved back over CACHE_OPCODE units (3.11 and 3.12 point at the call's last
-# inline cache while the callee is a Python function).
-CALL_OPCODES = frozenset(opcode.opmap[name] for name in CALLS if name in opcode.opmap)
-CACHE_OPCODE = opcode.opmap.get("CACHE", -1)
-
-
 def runs_code(instr):
     """Whether ``instr`` may run other code that changes objects in place (RUNS_CODE).
     In-place operators need no check of their own: their result is stored, and a store
     into a name or an object is probed."""
     return instr.name in RUNS_CODE
-
-
-def check_supported():
-    """Raise UnsupportedPython unless this interpreter's bytecode is one we generate for."""
-    if sys.implementation.name != "cpython" or VERSION not in SUPPORTED:
-        raise UnsupportedPython(
-            "ctinstrument rewrites bytecode for CPython 3.10-3.13 only; this is %s %d.%d"
-            % (sys.implementation.name, VERSION[0], VERSION[1]))
 
 
 def _load_probe(name):

@@ -30,7 +30,7 @@ returns right after its own step binds its variables again before the ``Return``
 A frame left without a probe (a 3.10 ``yield from`` suspension, a ``throw()`` into a
 suspended generator) is repaired by ``_resync``, which keeps calls and returns balanced.
 
-The probes are bound into ``builtins`` under the names in ``rewriter.PROBE_NAMES`` so that
+The probes are bound into ``builtins`` under the names in ``protocol.PROBE_NAMES`` so that
 instrumented code reaches them by name (cacheable bytecode, see PITFALLS.md).
 """
 
@@ -41,8 +41,8 @@ import types
 
 import orjson
 
-from . import rewriter
-from .instructions import CACHE_OPCODE, CALL_OPCODES, UNPROBED_DELEGATION, UNSEEN_RESUME_KEEPS_LINE
+from . import protocol
+from .protocol import CACHE_OPCODE, CALL_OPCODES, UNPROBED_DELEGATION, UNSEEN_RESUME_KEEPS_LINE
 from .values import class_attribute, plain_instance_dict
 from .isolation import PRIVATE_BUILTINS as __builtins__  # noqa: F401 (see isolation.py)
 
@@ -98,10 +98,10 @@ _scalars = _KEEP.issuperset
 _Function = types.FunctionType
 # Class -> getter of its instances' __dict__ when that alone is what they show, or None.
 _plain_classes = {}
-# Site flags (rewriter.SITE_FORCED, rewriter.SITE_RUNS_CODE, rewriter.SITE_CALLS_SHIFT).
-_FORCED = rewriter.SITE_FORCED
-_RUNS_CODE = rewriter.SITE_RUNS_CODE
-_CALLS_SHIFT = rewriter.SITE_CALLS_SHIFT
+# Site flags (protocol.SITE_FORCED, protocol.SITE_RUNS_CODE, protocol.SITE_CALLS_SHIFT).
+_FORCED = protocol.SITE_FORCED
+_RUNS_CODE = protocol.SITE_RUNS_CODE
+_CALLS_SHIFT = protocol.SITE_CALLS_SHIFT
 _ANY = -1  # in a thread's log: anything may have changed (never an id())
 _LOG_LIMIT = 4096
 # Class -> whether a store into its instances may run code no probe sees.
@@ -212,7 +212,7 @@ def bind(recorder, gated=False):
     _lost_return = {"Return": {"return_value": recorder.encoder.lost_frame_value()}}
     _local.stack = recorder.main_stack
     _new_place = recorder.new_place
-    named = dict(zip(rewriter.PROBE_NAMES, (step, call, return_, unwind, yield_, resume, store,
+    named = dict(zip(protocol.PROBE_NAMES, (step, call, return_, unwind, yield_, resume, store,
                                             delete, mutate, save, restore, catch)))
     builtins.__dict__.update(named)
     builtins.__dict__[_TeardownGuard.NAME] = _TeardownGuard(builtins.__dict__, named)

@@ -16,7 +16,7 @@ import uuid
 import orjson
 
 from . import __version__, probes
-from .rewriter import ProbeRegistry
+from .protocol import ProbeRegistry
 from .values import KIND_NONE, ValueEncoder, safe_text
 from .writer import TraceWriter
 from .isolation import PRIVATE_BUILTINS as __builtins__  # noqa: F401 (see isolation.py)

@@ -28,29 +28,11 @@ from bytecode import Bytecode, Instr, Label, TryBegin, TryEnd
 from . import instructions as ins
 from . import verifier
 from .errors import InstrumentationError
+from .protocol import (  # noqa: F401 (the probe protocol, named here too)
+    CALL, CATCH, CLASS_FRAME, DELETE, FUNCTION_FRAME, MODULE_FRAME, MUTATE, PROBE_NAMES,
+    RESTORE, RESUME, RETURN, SAVE, SITE_CALLS_SHIFT, SITE_FORCED, SITE_RUNS_CODE, STEP, STORE,
+    UNWIND, YIELD, ProbeRegistry, module_label)
 from .isolation import PRIVATE_BUILTINS as __builtins__  # noqa: F401 (see isolation.py)
-
-STEP = "__ctinstrument_step__"
-CALL = "__ctinstrument_call__"
-RETURN = "__ctinstrument_return__"
-UNWIND = "__ctinstrument_unwind__"
-YIELD = "__ctinstrument_yield__"
-RESUME = "__ctinstrument_resume__"
-STORE = "__ctinstrument_store__"
-DELETE = "__ctinstrument_delete__"
-SAVE = "__ctinstrument_save__"
-RESTORE = "__ctinstrument_restore__"
-CATCH = "__ctinstrument_catch__"
-MUTATE = "__ctinstrument_mutate__"
-PROBE_NAMES = (STEP, CALL, RETURN, UNWIND, YIELD, RESUME, STORE, DELETE, MUTATE, SAVE, RESTORE,
-               CATCH)
-
-# Flags of a line site (``ProbeRegistry.line_site``).
-SITE_FORCED = 1  # reaching the site is a line event even if the line did not change
-SITE_RUNS_CODE = 2  # the site's line may run other code (see ``instructions.runs_code``)
-# Bits from SITE_CALLS_SHIFT on: how many calls the line makes each time it runs, when that
-# is known (see _line_effects); 0 if unknown.
-SITE_CALLS_SHIFT = 2
 
 CO_NEWLOCALS = 0x02
 CO_VARARGS = 0x04
@@ -64,40 +46,6 @@ NAME_DELETES = {"DELETE_FAST": "frame", "DELETE_DEREF": "frame", "DELETE_NAME": 
 # Stores into an object: opcode -> stack depth of the object being changed.
 OBJECT_STORES = {"STORE_ATTR": 1, "DELETE_ATTR": 1, "STORE_SUBSCR": 2, "DELETE_SUBSCR": 2,
                  "STORE_SLICE": 3}
-
-# Frame kinds, for the registry.
-FUNCTION_FRAME = "function"
-MODULE_FRAME = "module"
-CLASS_FRAME = "class"
-
-
-class ProbeRegistry:
-    """What the rewriter needs from the recorder: ids for functions, line and store sites."""
-
-    def function_id(self, path, line, name, argnames, cellnames, kind, module_id):
-        """Return the function id for a code object about to be instrumented.
-
-        ``argnames`` are the parameters in signature order, ``cellnames`` the cell and free
-        variables whose cell objects the entry probe passes, ``kind`` one of FUNCTION_FRAME,
-        MODULE_FRAME, CLASS_FRAME, ``module_id`` the function id of the enclosing module body
-        (None for the module body itself).
-        """
-        raise NotImplementedError
-
-    def line_site(self, function_id, line, flags):
-        """Return a new site id (ints increase in code order within one code object).
-
-        ``flags``: SITE_FORCED and SITE_RUNS_CODE or'ed together.
-        """
-        raise NotImplementedError
-
-    def store_site(self, function_id, name, in_module_namespace):
-        """Return the site id of stores to variable ``name`` in this code object."""
-        raise NotImplementedError
-
-    def code_bound(self, code, function_id):
-        """``code`` is the final (bound) code object of function ``function_id``."""
-
 
 def argument_names(code):
     """Names of the parameters of ``code`` in signature order (positional, *args, kw-only,
@@ -117,11 +65,6 @@ def qualified_name(code, parent_qualname, parent_is_function):
     if parent_is_function:
         return parent_qualname + ".<locals>." + code.co_name
     return parent_qualname + "." + code.co_name
-
-
-def module_label(module_name):
-    """The function name of a module body: ``<pkg.mod>``."""
-    return "<%s>" % module_name
 
 
 def instrument_module_code(code, registry, module_name, path, rejected=None):

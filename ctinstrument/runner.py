@@ -12,11 +12,11 @@ import importlib.machinery
 import os
 import runpy
 import sys
-import traceback
 import types
 
 from .capture import without_wrapper_frames
-from .instructions import PROBE_CALL_DEPTH
+from .protocol import PROBE_CALL_DEPTH
+from .session import current
 
 _OWN_PREFIX = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
@@ -124,10 +124,15 @@ def _main_module(path):
     return module
 
 
-def compile_script(path):
-    """Compile the script at ``path``; raises SyntaxError (or OSError) like ``python path``."""
+def read_script(path):
+    """The bytes of the script at ``path``; raises OSError."""
     with open(path, "rb") as handle:
-        source = handle.read()
+        return handle.read()
+
+
+def compile_script(source, path):
+    """Compile the script ``source`` (bytes) of ``path``; raises SyntaxError like
+    ``python path``."""
     return compile(source, path, "exec", dont_inherit=True)
 
 
@@ -170,6 +175,8 @@ def report_uncaught(etype, exc, tb, state, recorder):
     """Record and print an exception that escaped the program, as Python would."""
     tb = without_wrapper_frames(tb)
     try:
+        # Imported only when needed (not at start-up), as start-up would have imported it.
+        traceback = current().hook.import_own("traceback")
         text = "".join(traceback.format_exception(etype, exc, tb))
     except Exception:
         text = "%s (traceback unavailable)" % etype.__name__

@@ -27,8 +27,10 @@ import sysconfig
 from .errors import UsageError
 from .isolation import PRIVATE_BUILTINS as __builtins__  # noqa: F401 (see isolation.py)
 
-_MODULE_PATTERN = re.compile(r"^[A-Za-z_*?\[][\w*?\[\]!.-]*$")
-_QUALNAME_PATTERN = re.compile(r"^[\w*?\[\]!.<>-]+$")
+# Compiled on first use (re caches them): most runs parse no pattern, and compiling \w
+# costs start-up time.
+_MODULE_PATTERN = r"^[A-Za-z_*?\[][\w*?\[\]!.-]*$"
+_QUALNAME_PATTERN = r"^[\w*?\[\]!.<>-]+$"
 _NEVER = ("ctinstrument", "bytecode", "orjson", "click", "_pytest", "pytest", "pluggy",
           "tomli")
 _EXPECTED = ("expected a module name, a glob such as pkg.*.views, a file or directory path, "
@@ -80,7 +82,7 @@ def parse_pattern(text, allow_function=True):
         if not allow_function:
             raise UsageError("invalid pattern %r: function patterns can only be included"
                              % text)
-        if not qualname or not _QUALNAME_PATTERN.match(qualname) or not where:
+        if not qualname or not re.match(_QUALNAME_PATTERN, qualname) or not where:
             raise UsageError("invalid function pattern %r (expected MODULE:QUALNAME such as "
                              "app.billing:Invoice.total or app.jobs:*)" % text)
     if is_path_pattern(where):
@@ -88,7 +90,7 @@ def parse_pattern(text, allow_function=True):
         if not os.path.exists(path):
             raise UsageError("invalid pattern %r: no such file or directory" % text)
         return Pattern(text, path=path, qualname=qualname)
-    if not _MODULE_PATTERN.match(where) or ".." in where or where.endswith("."):
+    if not re.match(_MODULE_PATTERN, where) or ".." in where or where.endswith("."):
         raise UsageError("invalid pattern %r (%s)" % (text, _EXPECTED))
     return Pattern(text, module=where, qualname=qualname)
 
@@ -141,8 +143,9 @@ class Selection:
         # The module run as __main__ (-m) is recorded whatever the patterns say.
         self.main_module = main_module
         self.project_dir = os.path.realpath(project_dir) if project_dir else None
-        self._library = _library_dirs()
+        self._library = None  # computed when a module in the project directory needs it
         self._by_path = any(p.path is not None for p in self.include + self.exclude)
+        self._real_dirs = {}
 
     def describe(self):
         """The effective selection as a JSON-ready dict (for ``trace_metadata.json``)."""
@@ -179,7 +182,7 @@ class Selection:
         verdict, reason = self.by_name(name)
         if verdict is not None:
             return verdict, reason
-        real = os.path.realpath(origin) if origin else None
+        real = self._real_path(origin) if origin else None
         for pattern in self.exclude:
             if pattern.matches_module(name, real):
                 return False, "excluded by %s" % pattern.text
@@ -192,11 +195,27 @@ class Selection:
             return False, "matches no include pattern"
         if real is None or self.project_dir is None:
             return False, "no project directory"
+        if not real.startswith(self.project_dir + os.sep):
+            return False, "outside the project directory %s" % self.project_dir
+        # Only now: finding the library directories (sysconfig) is a large part of
+        # start-up, and most modules are decided above.
+        if self._library is None:
+            self._library = _library_dirs()
         if any(real.startswith(lib + os.sep) for lib in self._library):
             return False, "in the standard library or site-packages"
-        if real.startswith(self.project_dir + os.sep):
-            return True, "in the project directory %s" % self.project_dir
-        return False, "outside the project directory %s" % self.project_dir
+        return True, "in the project directory %s" % self.project_dir
+
+    def _real_path(self, path):
+        # Modules come from few directories: resolve each directory once (a file that is
+        # itself a link is resolved on its own).
+        directory, base = os.path.split(path)
+        if (not os.path.isabs(path) or not base or base in (".", "..")
+                or os.path.islink(path)):
+            return os.path.realpath(path)
+        real = self._real_dirs.get(directory)
+        if real is None:
+            real = self._real_dirs[directory] = os.path.realpath(directory)
+        return os.path.join(real, base)
 
     def accepts_main_script(self, path):
         """Decision for the main script (module ``__main__``, file ``path``): recorded

@@ -11,6 +11,7 @@ import sys
 import threading
 
 from . import explain as _explain
+from . import reimport
 from .capture import StreamCapture
 from .errors import UsageError
 from .import_hook import ImportHook
@@ -98,27 +99,36 @@ class Session:
             atexit.register(self.finish)
         return self
 
-    def warn_already_imported(self):
-        """Warn once per module name about modules the selection accepts that are already in
-        ``sys.modules`` (they cannot be rewritten any more and run unrecorded); returns the
-        names.  (ctinstrument and its dependencies are never accepted.)"""
-        names = []
-        for name, module in list(sys.modules.items()):
-            if name == "__main__" or name in _warned_imported:
-                continue
-            origin = getattr(module, "__file__", None)
-            if not isinstance(origin, str) or not origin.endswith(".py"):
-                continue
-            if self.selection.accepts(name, origin)[0]:
-                _warned_imported.add(name)
-                names.append(name)
-        names.sort()
-        for name in names:
-            self.hook.decisions[name] = (False, "imported before ctinstrument was installed")
-        if names:
+    def warn_already_imported(self, copy=False):
+        """Deal with the modules the selection accepts that are already in ``sys.modules``
+        (ctinstrument and its dependencies are never accepted); returns the names of those
+        left unrecorded, each warned about once per process.
+
+        ``copy``: nothing of the program has run yet, so these modules were imported by
+        ctinstrument, its dependencies or the interpreter's start-up: each one that can be
+        is removed from ``sys.modules`` so the program imports a recorded copy of it
+        (reimport.py; their names go to ``trace_metadata.json`` as ``second_copies``); one
+        warning line per module that cannot says why.  Otherwise the
+        program may hold them already: one warning line lists them all.
+        """
+        names = [name for name in reimport.candidates(self.selection)
+                 if name not in _warned_imported]
+        if copy:
+            copied, refused = reimport.evict(names)
+            self.recorder.extra_metadata["selection"]["second_copies"] = copied
+        else:
+            refused = dict.fromkeys(names)
+        for name in sorted(refused):
+            _warned_imported.add(name)
+            why = refused[name]
+            self.hook.decisions[name] = (False, _explain.TOO_EARLY + (": " + why if why else ""))
+            if why:
+                self.recorder.warn("warning: %s was imported before the program started and "
+                                   "is not recorded: %s" % (name, why))
+        if refused and not copy:
             self.recorder.warn("warning: imported before ctinstrument was installed, so "
-                               "not recorded: %s" % ", ".join(names))
-        return names
+                               "not recorded: %s" % ", ".join(sorted(refused)))
+        return sorted(refused)
 
     def start(self):
         """Switch recording on (a new window in the same trace)."""

@@ -11,7 +11,7 @@ again inside the same value (a cycle or a shared reference) is a ``Reference``. 
 encoded and dropped: the encoder keeps no reference to them.
 """
 
-import base64
+import binascii
 import collections
 import enum
 import math
@@ -340,8 +340,9 @@ class ValueEncoder:
     def big_int(self, value):
         magnitude = -value if value < 0 else value
         data = magnitude.to_bytes((magnitude.bit_length() + 7) // 8, "big")
-        return {"kind": "BigInt", "b": base64.b64encode(data).decode("ascii"),
-                "negative": value < 0, "type_id": self.int_type}
+        encoded = binascii.b2a_base64(data, newline=False).decode("ascii")
+        return {"kind": "BigInt", "b": encoded, "negative": value < 0,
+                "type_id": self.int_type}
 
     def _cut(self, count):
         return {"kind": "Raw", "r": "… {:,} more".format(count), "type_id": self.raw_type}

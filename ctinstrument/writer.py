@@ -16,7 +16,6 @@ top-level call stays open at a checkpoint, which the format allows).
 """
 
 import os
-import shutil
 
 import orjson
 
@@ -142,7 +141,9 @@ class TraceWriter:
         target = os.path.join(self.out_dir, "files", path.lstrip(os.sep))
         try:
             os.makedirs(os.path.dirname(target), exist_ok=True)
-            shutil.copyfile(path, target)
+            # Not shutil.copyfile: importing shutil costs more than copying a source file.
+            with open(path, "rb") as source, open(target, "wb") as copy:
+                copy.write(source.read())
         except OSError:
             pass
 

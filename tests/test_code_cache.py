@@ -37,7 +37,7 @@ import helper
 import pkg
 print(helper.f(20), pkg.VALUE)
 '''
-CACHED_MODULES = ["helper", "inner", "__init__"]
+CACHED_MODULES = ["main", "helper", "inner", "__init__"]
 
 
 def _project(root):
@@ -100,8 +100,8 @@ def test_second_run_loads_every_module_from_the_cache(tmp_path):
     plain = run_plain(main, cwd=main.parent)
     first, meta1 = _run(main, tmp_path / "t1")
     assert first.stdout == plain.stdout == "41 3\n"
-    # main.py (not cached) and the three modules were rewritten, the modules written.
-    assert _counts(meta1) == (4, 0, 3)
+    # The main script and the three modules were rewritten and written.
+    assert _counts(meta1) == (4, 0, 4)
     entries = _cache_files(tmp_path / "src")
     assert sorted(entries) == sorted(CACHED_MODULES)
     name = os.path.basename(entries["helper"][0])
@@ -109,7 +109,7 @@ def test_second_run_loads_every_module_from_the_cache(tmp_path):
 
     second, meta2 = _run(main, tmp_path / "t2")
     assert second.stdout == plain.stdout
-    assert _counts(meta2) == (1, 3, 0)  # only main.py was rewritten
+    assert _counts(meta2) == (0, 4, 0)  # nothing rewritten, the main script included
     _same_trace(tmp_path / "t1", tmp_path / "t2")
 
 
@@ -117,7 +117,7 @@ def test_cached_and_uncached_runs_record_the_same_trace(tmp_path):
     main = _project(tmp_path / "src")
     _run(main, tmp_path / "t1")
     _, cached = _run(main, tmp_path / "t2")
-    assert _counts(cached) == (1, 3, 0)
+    assert _counts(cached) == (0, 4, 0)
     _, uncached = _run(main, tmp_path / "t3", CTINSTRUMENT_CACHE="0")
     assert uncached["code_cache"] == {"cache": False, "rewritten": 4}
     _same_trace(tmp_path / "t2", tmp_path / "t3")
@@ -144,10 +144,10 @@ def test_a_changed_source_of_same_size_and_mtime_is_rewritten(tmp_path):
 
     result, metadata = _run(main, tmp_path / "t2")
     assert result.stdout == "47 3\n"
-    assert _counts(metadata) == (2, 2, 1)  # main and helper rewritten, helper written again
+    assert _counts(metadata) == (1, 3, 1)  # helper rewritten and written again
     assert open(entry, "rb").read() != before
     _, metadata = _run(main, tmp_path / "t3")
-    assert _counts(metadata) == (1, 3, 0)
+    assert _counts(metadata) == (0, 4, 0)
 
 
 PROBED = '''\
@@ -187,7 +187,7 @@ def test_dont_write_bytecode_writes_nothing_but_still_reads(tmp_path):
 
     _run(main, tmp_path / "t2")
     _, metadata = _run(main, tmp_path / "t3", PYTHONDONTWRITEBYTECODE="1")
-    assert _counts(metadata) == (1, 3, 0)  # like CPython: read, just not written
+    assert _counts(metadata) == (0, 4, 0)  # like CPython: read, just not written
 
 
 def test_sys_dont_write_bytecode_set_by_the_program(tmp_path):
@@ -195,22 +195,23 @@ def test_sys_dont_write_bytecode_set_by_the_program(tmp_path):
     main.write_text("import sys\nsys.dont_write_bytecode = True\n" + MAIN)
     result, metadata = _run(main, tmp_path / "t")
     assert result.stdout == "41 3\n"
-    assert _counts(metadata) == (4, 0, 0)
-    assert _cache_files(tmp_path) == {}
+    # The main script was rewritten before the program ran; nothing was written after.
+    assert _counts(metadata) == (4, 0, 1)
+    assert sorted(_cache_files(tmp_path)) == ["main"]
 
 
 def test_pycache_prefix_holds_the_entries(tmp_path):
     main = _project(tmp_path / "src")
     prefix = tmp_path / "prefix"
     _, metadata = _run(main, tmp_path / "t1", PYTHONPYCACHEPREFIX=str(prefix))
-    assert _counts(metadata) == (4, 0, 3)
+    assert _counts(metadata) == (4, 0, 4)
     assert _cache_files(tmp_path / "src") == {}
     entry = _only_entry(prefix, "helper")
     # CPython's layout: the source directory's absolute path mirrored under the prefix.
     src = os.path.realpath(tmp_path / "src")
     assert os.path.dirname(entry) == os.path.join(str(prefix), src.lstrip(os.sep))
     _, metadata = _run(main, tmp_path / "t2", PYTHONPYCACHEPREFIX=str(prefix))
-    assert _counts(metadata) == (1, 3, 0)
+    assert _counts(metadata) == (0, 4, 0)
 
 
 def test_pycache_that_is_a_file_turns_the_cache_off(tmp_path):
@@ -219,7 +220,7 @@ def test_pycache_that_is_a_file_turns_the_cache_off(tmp_path):
     plain = run_plain(main, cwd=main.parent)
     result, metadata = _run(main, tmp_path / "t")
     assert result.stdout == plain.stdout
-    # helper could not be cached; the package's own __pycache__ works.
+    # main and helper could not be cached; the package's own __pycache__ works.
     assert _counts(metadata) == (4, 0, 2)
     assert sorted(_cache_files(tmp_path)) == ["__init__", "inner"]
     assert (tmp_path / "src" / "__pycache__").read_text() == "not a directory"
@@ -242,7 +243,7 @@ def test_entry_path_that_is_a_directory_is_a_miss(tmp_path):
     os.mkdir(entry)
     result, metadata = _run(main, tmp_path / "t2")
     assert result.stdout == "41 3\n"
-    assert _counts(metadata) == (2, 2, 0)
+    assert _counts(metadata) == (1, 3, 0)
     assert os.listdir(entry) == []  # and no temporary file left beside it
     assert [n for n in os.listdir(os.path.dirname(entry)) if n.endswith(".tmp")] == []
 
@@ -280,10 +281,10 @@ def test_a_corrupt_entry_is_a_miss_and_is_replaced(tmp_path, damage):
 
     result, metadata = _run(main, tmp_path / "t2")
     assert result.stdout == "41 3\n"
-    assert _counts(metadata) == (2, 2, 1)
+    assert _counts(metadata) == (1, 3, 1)
     _same_trace(tmp_path / "t1", tmp_path / "t2")
     _, metadata = _run(main, tmp_path / "t3")
-    assert _counts(metadata) == (1, 3, 0)
+    assert _counts(metadata) == (0, 4, 0)
 
 
 ASSERTING = '''\
@@ -304,14 +305,14 @@ def test_optimization_levels_get_their_own_entries(tmp_path):
     for flags in ((), ("-O",), ("-OO",)):
         result, metadata = _run(main, tmp_path / ("t%d" % len(flags)), flags=flags)
         outputs[flags] = result.stdout
-        assert _counts(metadata) == (2, 0, 1), flags  # never another level's entry
+        assert _counts(metadata) == (2, 0, 2), flags  # never another level's entry
     assert outputs == {(): "asserts on\n", ("-O",): "asserts off\n", ("-OO",): "asserts off\n"}
     names = sorted(os.path.basename(p) for p in _cache_files(tmp_path / "src")["helper"])
     assert len(names) == 3
     assert [n for n in names if ".opt-1." in n] and [n for n in names if ".opt-2." in n]
     result, metadata = _run(main, tmp_path / "t4", flags=("-O",))
     assert result.stdout == "asserts off\n"
-    assert _counts(metadata) == (1, 1, 0)
+    assert _counts(metadata) == (0, 2, 0)
 
 
 COLLIDING = '''\
@@ -329,10 +330,11 @@ def test_module_with_constants_in_the_portable_range(tmp_path):
     (tmp_path / "src" / "helper.py").write_text(COLLIDING)
     main.write_text("import helper\nprint(helper.BIG, helper.SITE, helper.f())\n")
     plain = run_plain(main, cwd=main.parent)
-    for run in ("t1", "t2"):
+    # helper is rewritten with real ids every time and never cached; main is cached.
+    for run, counts in (("t1", (2, 0, 1)), ("t2", (1, 1, 0))):
         result, metadata = _run(main, tmp_path / run)
         assert result.stdout == plain.stdout
-        assert _counts(metadata) == (2, 0, 0)  # rewritten with real ids, never cached
+        assert _counts(metadata) == counts
     events = load_events(tmp_path / "t2")
     values = [e["AssignCell"]["new_value"] for e in events if "AssignCell" in e]
     assert any(v.get("i") == (3 << 40) + 7 for v in values if isinstance(v, dict)), values[:5]
@@ -346,7 +348,7 @@ def test_one_file_imported_under_two_names(tmp_path):
     for run in ("t1", "t2"):
         result, metadata = _run(main, tmp_path / run)
         assert result.stdout == "False 6\n"
-    assert _counts(metadata) == (1, 3, 0)  # one entry, loaded twice
+    assert _counts(metadata) == (0, 4, 0)  # pkg/inner.py: one entry, loaded twice
     names = {e["Function"]["name"] for e in load_events(tmp_path / "t2") if "Function" in e}
     assert {"<pkg.inner>", "<inner>"} <= names
     _same_trace(tmp_path / "t1", tmp_path / "t2")
@@ -370,7 +372,7 @@ def test_a_moved_tree_uses_its_entries_with_the_new_paths(tmp_path):
     shutil.rmtree(tmp_path / "old")
     moved = tmp_path / "new" / "main.py"
     result, metadata = _run(moved, tmp_path / "t2")
-    assert _counts(metadata) == (1, 1, 0)
+    assert _counts(metadata) == (0, 2, 0)
     assert result.stdout == "%s\n" % (tmp_path / "new" / "helper.py")
     paths = json.loads((tmp_path / "t2" / "trace_paths.json").read_text())
     assert str(tmp_path / "new" / "helper.py") in paths
@@ -398,3 +400,49 @@ def test_the_cache_can_be_turned_off_in_the_api(tmp_path):
     assert metadata["code_cache"] == {"cache": False, "rewritten": 1}
     assert _cache_files(tmp_path) == {}
     assert_conformant(out)
+
+
+# Modules a start-up does not need: the rewriter on a cache hit, and the heavy standard
+# modules ctinstrument used to import (hashlib loads OpenSSL, shutil loads bz2 and lzma).
+LOADED = ('import sys\n'
+          'print(sorted(m for m in ("bytecode", "ctinstrument.rewriter", "hashlib", "shutil", '
+          '"traceback") if m in sys.modules))\n')
+
+
+def test_a_run_with_everything_cached_never_imports_the_rewriter(tmp_path):
+    script = tmp_path / "one.py"
+    script.write_text(LOADED)
+    result, metadata = _run(script, tmp_path / "t1")
+    assert result.stdout == "['bytecode', 'ctinstrument.rewriter']\n"
+    assert _counts(metadata) == (1, 0, 1)
+    result, metadata = _run(script, tmp_path / "t2")
+    assert result.stdout == "[]\n"
+    assert _counts(metadata) == (0, 1, 0)
+
+
+OWN_BYTECODE = '''\
+import sys
+import bytecode
+print(bytecode.MINE)
+import helper
+print(helper.f(20), bytecode.MINE, bytecode is sys.modules["bytecode"])
+print(sorted(name for name in sys.modules if name.startswith("bytecode.")))
+'''
+
+
+def test_the_rewriter_imported_while_the_program_runs_gets_the_library(tmp_path):
+    # The program's own bytecode.py is imported first; helper then misses the cache, so
+    # the rewriter (and the bytecode library) is imported while the program runs.
+    main = _project(tmp_path / "src")
+    main.write_text(OWN_BYTECODE)
+    (tmp_path / "src" / "bytecode.py").write_text("MINE = 'mine'\n")
+    plain = run_plain(main, cwd=main.parent)
+    assert plain.stdout == "mine\n41 mine True\n[]\n"
+    _run(main, tmp_path / "t1")
+    os.unlink(_only_entry(tmp_path / "src", "helper"))
+
+    result, metadata = _run(main, tmp_path / "t2")
+    assert result.stdout == plain.stdout
+    assert _counts(metadata) == (1, 1, 1)  # helper rewritten and written, main loaded
+    calls = {e["Function"]["name"] for e in load_events(tmp_path / "t2") if "Function" in e}
+    assert {"<helper>", "f"} <= calls
