@@ -133,9 +133,27 @@ def call_with_stack_item(name, depth, *consts):
         body = [Instr("DUP_TOP")] + _load_probe(name) + [Instr("ROT_TWO")]
     elif depth == 2:
         body = [Instr("DUP_TOP_TWO"), Instr("POP_TOP")] + _load_probe(name) + [Instr("ROT_TWO")]
+    elif depth == 3:  # rotate it to depth 2, copy it, rotate back (three ROT_THREEs: identity)
+        return ([Instr("ROT_THREE")] + call_with_stack_item(name, 2, *consts)
+                + [Instr("ROT_THREE"), Instr("ROT_THREE")])
     else:
         raise InstrumentationError("cannot copy stack item %d on %d.%d" % (depth, *VERSION))
     return body + [Instr("LOAD_CONST", c) for c in consts] + _call(1 + len(consts))
+
+
+# Instructions that only reorder the stack, between an operator and the store of its result.
+STACK_SHUFFLES = frozenset({"SWAP", "ROT_TWO", "ROT_THREE", "ROT_FOUR"})
+
+
+def is_inplace_operator(instr):
+    """Whether ``instr`` is an augmented assignment's operator (``+=`` and the others), whose
+    result may be its left operand changed in place."""
+    if VERSION >= (3, 11):
+        return instr.name == "BINARY_OP" and int(instr.arg) >= _NB_INPLACE_ADD
+    return instr.name.startswith("INPLACE_")
+
+
+_NB_INPLACE_ADD = 13  # the first in-place oparg of BINARY_OP (3.11+, Include/opcode.h)
 
 
 def call_with_top_before_send_yield(name, send_target, *consts):

@@ -238,7 +238,29 @@ def _split_superinstructions(items):
     return out
 
 
-def _store_probe(item, stores, restores, index):
+def _inplace_object_stores(items):
+    """Indices of the attribute and item stores of an augmented assignment (``c.items +=
+    [1]``): the value stored may be the old one changed in place, which other variables
+    may show too."""
+    found = set()
+    for index, item in enumerate(items):
+        if not (isinstance(item, Instr) and item.name in ("STORE_ATTR", "STORE_SUBSCR")):
+            continue
+        before = index - 1
+        while before >= 0 and isinstance(items[before], Instr) \
+                and items[before].name in ins.STACK_SHUFFLES:
+            before -= 1
+        if before >= 0 and isinstance(items[before], Instr) \
+                and ins.is_inplace_operator(items[before]):
+            found.add(index)
+    return found
+
+
+# Depth of the value an attribute or item store stores (see OBJECT_STORES).
+STORED_VALUE = {"STORE_ATTR": 2, "STORE_SUBSCR": 3}
+
+
+def _store_probe(item, stores, restores, index, inplace):
     """Probe instructions to put before store/delete instruction ``item`` (or [])."""
     name = item.name
     if name in NAME_STORES:
@@ -255,7 +277,10 @@ def _store_probe(item, stores, restores, index):
         return ins.call_with_consts(SAVE, stores.site(_variable_name(item), "frame"))
     if name in OBJECT_STORES:
         try:
-            return ins.call_with_stack_item(MUTATE, OBJECT_STORES[name], stores.fid)
+            probes = ins.call_with_stack_item(MUTATE, OBJECT_STORES[name], stores.fid)
+            if index in inplace:
+                probes += ins.call_with_stack_item(MUTATE, STORED_VALUE[name], stores.fid)
+            return probes
         except InstrumentationError:
             return []
     return []
@@ -300,6 +325,7 @@ def _insert_probes(bc, registry, fid, arg_loads, cell_loads, stores):
     items = _split_superinstructions(list(bc))
     running, calls = _line_effects(items)
     restores = _comprehension_restores(items) if ins.HAS_INLINED_COMPREHENSIONS else set()
+    inplace = _inplace_object_stores(items)
     start = _prologue_length(items)
     handler = Label()
     out = items[:start]
@@ -413,7 +439,7 @@ def _insert_probes(bc, registry, fid, arg_loads, cell_loads, stores):
                 out.extend(_located(ins.call_with_consts(STEP, last_site), item))
 
         name = item.name
-        out.extend(_located(_store_probe(item, stores, restores, index), item))
+        out.extend(_located(_store_probe(item, stores, restores, index, inplace), item))
         if name == "RETURN_VALUE":
             out.extend(_located(ins.call_with_top(RETURN, fid), item))
         elif name == "RETURN_CONST":
