@@ -17,6 +17,7 @@ import types
 
 from .capture import without_wrapper_frames
 from .instructions import PROBE_CALL_DEPTH
+from .tracing_shield import passes_through, set_floor
 
 _OWN_PREFIX = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
@@ -148,12 +149,14 @@ def run_module(name, args, state, recorder):
     fresh = types.ModuleType("__main__")
     fresh.__dict__.update({"__annotations__": {}, "__builtins__": builtins})
     sys.modules["__main__"] = fresh
-    _guarded(lambda: runpy._run_module_as_main(name, alter_argv=True), state, recorder)
+    _guarded(passes_through(lambda: runpy._run_module_as_main(name, alter_argv=True)), state,
+             recorder)
 
 
 def _guarded(body, state, recorder):
     # The program's module frame will sit below this frame and the lambda calling it.
     RecursionLimitShift(_stack_depth() + 1)
+    set_floor(sys._getframe())
     try:
         body()
     except SystemExit as exc:

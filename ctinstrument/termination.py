@@ -18,9 +18,9 @@ import _signal
 import functools
 import os
 import signal
-import sys
 
 from .capture import hide_calling_frame
+from .tracing_shield import REAL_SETPROFILE
 from .isolation import PRIVATE_BUILTINS as __builtins__  # noqa: F401 (see isolation.py)
 
 # Code of these modules changes the recorder's state; a signal arriving inside it waits.
@@ -113,13 +113,14 @@ class SigtermFinaliser:
             nonlocal budget
             budget -= 1
             if frame is busy and event == "return":
-                sys.setprofile(None)
+                REAL_SETPROFILE(None)
                 self._terminate(signum)
             elif budget < 0:
                 self._die(signum)
 
         self.waiting = True
-        sys.setprofile(on_event)
+        # The interpreter's own: the shield's would hide the recorder frame it waits for.
+        REAL_SETPROFILE(on_event)
 
     def _terminate(self, signum):
         try:
