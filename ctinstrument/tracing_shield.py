@@ -86,11 +86,12 @@ def set_floor(frame):
 
 
 def kind(filename):
-    """OWN (ctinstrument), SHARED (standard library, dependencies) or PROGRAM."""
+    """OWN (ctinstrument), SHARED (standard library, dependencies, code without a source
+    file) or PROGRAM."""
     found = _kinds.get(filename)
     if found is None:
-        if type(filename) is not str:
-            found = PROGRAM
+        if type(filename) is not str or not os.path.isabs(filename):
+            found = SHARED  # "<string>" (dataclasses, exec): ctinstrument's or the program's
         elif filename.startswith(_OWN_DIR):
             found = OWN
         elif filename.startswith(_SHARED_PREFIXES):
