@@ -181,19 +181,43 @@ def _under_launcher(frame):
     return None
 
 
+def _is_launchers(frame):
+    """Whether ``frame`` is one of the launcher's (at or below the floor) or hidden."""
+    below = _floor
+    while below is not None:
+        if below is frame:
+            return True
+        below = below.f_back
+    return hidden(frame)
+
+
 def _adjust_debugger(tracer, outermost):
-    """Move a ``bdb.Bdb``'s bottom frame from the launcher's frames to the program's
-    outermost frame (``set_trace`` walks ``f_back`` to the end of the stack for it)."""
+    """Keep a ``bdb.Bdb`` (pdb) from seeing the launcher's frames below the program: its
+    bottom frame (``set_trace`` walks ``f_back`` to the end of the stack for it) becomes the
+    program's outermost frame, and a frame to stop in that is the launcher's (``return`` in
+    the outermost frame stops in its ``f_back``) becomes None, as in a plain run, where that
+    ``f_back`` is None."""
     bdb = sys.modules.get("bdb")
     owner = tracer.__self__ if type(tracer) is _MethodType else None
     if bdb is None or owner is None or not issubclass(type(owner), bdb.Bdb):
         return
     bottom = owner.__dict__.get("botframe")
-    frame = _floor
-    while frame is not None and frame is not bottom:
-        frame = frame.f_back
-    if frame is not None:
+    if bottom is not None and _is_launchers(bottom):
         owner.botframe = outermost
+    current = owner.__dict__.get("_set_stopinfo")
+    if type(current) is not _FunctionType or current.__code__ is not _STOPINFO_CODE:
+        owner._set_stopinfo = _stopinfo_filter(owner._set_stopinfo)
+
+
+def _stopinfo_filter(original):
+    def set_stopinfo(stopframe, *args, **kwargs):
+        if stopframe is not None and _is_launchers(stopframe):
+            stopframe = None
+        return original(stopframe, *args, **kwargs)
+    return set_stopinfo
+
+
+_STOPINFO_CODE = _stopinfo_filter(None).__code__
 
 
 def _settrace_wrapper(real):
