@@ -40,6 +40,10 @@ PROLOGUE_TAKES_BODY_LINE = VERSION == (3, 10)
 PROLOGUE_WITHOUT_LINE = VERSION == (3, 10)
 # On 3.10 a generator's frame restarts its line tracking on every resume.
 RESUME_RESETS_LINE = VERSION == (3, 10)
+# 3.10 reports a line event when an exception jumps to a handler on another line than the
+# raising one: the catch-all handler has no line, so that an exception leaving the frame is
+# reported as without it.
+UNWIND_HANDLER_WITHOUT_LINE = VERSION == (3, 10)
 # 3.10, 3.12+: a line event fires when the previously executed instruction had another
 # line, so one without a line number makes the next one a line event even on the same line.
 NO_LINE_RESETS_LINE = VERSION == (3, 10) or VERSION >= (3, 12)
@@ -89,8 +93,10 @@ BLOCK_SETUPS = frozenset({"SETUP_FINALLY", "SETUP_WITH", "SETUP_ASYNC_WITH"})
 PROLOGUE_OPCODES = frozenset({"GEN_START", "RETURN_GENERATOR", "POP_TOP", "MAKE_CELL",
                               "COPY_FREE_VARS", "RESUME"})
 # A probe must never be inserted right before these (they are fused to what precedes them,
-# or the interpreter jumps past them).
-NO_PROBE_BEFORE = frozenset({"END_FOR", "END_SEND", "CACHE", "YIELD_FROM"})
+# or the interpreter jumps past them; 3.12 reports a line event at the first instruction of
+# every exception handler except END_ASYNC_FOR, the exit of an ``async for``).
+NO_PROBE_BEFORE = frozenset({"END_FOR", "END_SEND", "CACHE", "YIELD_FROM"}
+                            | ({"END_ASYNC_FOR"} if VERSION == (3, 12) else set()))
 # ... nor right after these (they are fused to what follows them).
 NO_PROBE_AFTER = frozenset({"KW_NAMES", "PRECALL", "EXTENDED_ARG", "YIELD_VALUE", "SEND",
                             "RETURN_GENERATOR"}

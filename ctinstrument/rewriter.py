@@ -493,7 +493,13 @@ def _insert_probes(bc, registry, fid, arg_loads, cell_loads, stores):
         out.append(TryEnd(our_try))
     if wrap:
         out.append(handler)
-        out.extend(_located(ins.unwind_handler(UNWIND, fid), prev_instr or first))
+        unwind = ins.unwind_handler(UNWIND, fid)
+        if ins.UNWIND_HANDLER_WITHOUT_LINE:
+            for instr in unwind:
+                instr.lineno = None
+        else:
+            _located(unwind, prev_instr or first)
+        out.extend(unwind)
 
     bc[:] = out
     return bc, prologue
