@@ -34,6 +34,7 @@ import sys
 import sysconfig
 import types
 
+from .capture import hide_calling_frame
 from .isolation import PRIVATE_BUILTINS as __builtins__  # noqa: F401 (see isolation.py)
 
 OWN, SHARED, PROGRAM = 0, 1, 2
@@ -131,14 +132,22 @@ def _trace_filter(tracer):
         # the rest directly.
         if hidden(frame):
             return None
-        return tracer(frame, event, arg)
+        try:
+            return tracer(frame, event, arg)
+        except BaseException as exc:
+            hide_calling_frame(exc)  # the tracer's error reads as raised by the tracer
+            raise
     return shielded_trace
 
 
 def _profile_filter(profiler):
     def shielded_profile(frame, event, arg):
         if not hidden(frame):
-            profiler(frame, event, arg)
+            try:
+                profiler(frame, event, arg)
+            except BaseException as exc:
+                hide_calling_frame(exc)
+                raise
     return shielded_profile
 
 
@@ -290,7 +299,11 @@ def _monitoring_wrappers(monitoring):
                 return None  # the same code runs for the program too: never DISABLE
             if is_call and is_probe(args[1]):
                 return quiet  # that instruction only ever calls the probe
-            return callback(code, *args)
+            try:
+                return callback(code, *args)
+            except BaseException as exc:
+                hide_calling_frame(exc)
+                raise
         return shielded_monitor
 
     monitor_code = monitor_filter(None, 0).__code__

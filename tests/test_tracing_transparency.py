@@ -26,10 +26,10 @@ def _run(cmd, cwd, stdin):
                           env=child_env(), timeout=300)
 
 
-def _same_as_plain(tmp_path, body, stdin=None, expect=(), prefix=""):
+def _same_as_plain(tmp_path, body, stdin=None, expect=(), prefix="", status=0):
     """Run ``prefix`` + ``body`` (dedented) as prog.py beside helper.py, plainly and
-    recorded (both modules included); the outputs must be equal and contain each of
-    ``expect``."""
+    recorded (both modules included); the outputs must be equal, end with exit ``status``
+    and contain each of ``expect``."""
     (tmp_path / "helper.py").write_text(HELPER)
     script = tmp_path / "prog.py"
     script.write_text(prefix + textwrap.dedent(body))
@@ -38,9 +38,9 @@ def _same_as_plain(tmp_path, body, stdin=None, expect=(), prefix=""):
                      "--include", "prog,helper", str(script)], tmp_path, stdin)
     assert (recorded.returncode, recorded.stdout, recorded.stderr) == (
         plain.returncode, plain.stdout, plain.stderr)
-    assert plain.returncode == 0, plain.stderr
+    assert plain.returncode == status, plain.stderr
     for text in expect:
-        assert text in plain.stdout
+        assert text in plain.stdout + plain.stderr
     assert_conformant(tmp_path / "trace")
     names = {e["Function"]["name"] for e in load_events(tmp_path / "trace") if "Function" in e}
     assert "helper" in names  # the program was recorded
@@ -113,6 +113,46 @@ def test_setprofile_sees_the_events_of_a_plain_run(tmp_path):
             print(item)
         """, expect=["True", "('c_call', '<module>', 'len')", "('c_return', '<module>', 'sorted')",
                      "('call', 'gen', None)"])
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="a 3.10 re-raise adds the frame of "
+                    "the filter to the traceback (the runner drops it when uncaught)")
+def test_an_error_raised_by_the_tracer_has_the_plain_traceback(tmp_path):
+    _same_as_plain(tmp_path, prefix=PROGRAM, body="""\
+        import sys, traceback
+        def tracer(frame, event, arg):
+            if frame.f_code.co_name == "helper":
+                raise RuntimeError("from the tracer")
+            return tracer
+        def profiler(frame, event, arg):
+            if event == "c_call" and arg is sorted:
+                raise KeyError("from the profiler")
+        sys.settrace(tracer)
+        try:
+            work()
+        except RuntimeError:
+            traceback.print_exc(file=sys.stdout)
+        print(sys.gettrace())
+        sys.setprofile(profiler)
+        try:
+            sorted([1])
+        except KeyError:
+            traceback.print_exc(file=sys.stdout)
+        print(sys.getprofile())
+        """, expect=["RuntimeError: from the tracer", "in tracer", "KeyError: 'from the",
+                     "None\nTraceback"])
+
+
+def test_an_uncaught_error_raised_by_the_tracer_has_the_plain_traceback(tmp_path):
+    _same_as_plain(tmp_path, prefix=PROGRAM, status=1, body="""\
+        import sys
+        def tracer(frame, event, arg):
+            if frame.f_code.co_name == "helper":
+                raise RuntimeError("from the tracer")
+            return tracer
+        sys.settrace(tracer)
+        work()
+        """, expect=["RuntimeError: from the tracer", "in tracer"])
 
 
 def test_threading_settrace_and_setprofile_in_a_thread(tmp_path):
