@@ -17,7 +17,7 @@ import types
 
 from .capture import without_wrapper_frames
 from .instructions import PROBE_CALL_DEPTH
-from .tracing_shield import passes_through, set_floor
+from .tracing_shield import passes_through, set_floor, stands_for
 
 _OWN_PREFIX = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
@@ -102,8 +102,8 @@ class RecursionLimitShift:
         getrecursionlimit.__doc__ = self._get.__doc__
         setrecursionlimit.__doc__ = self._set.__doc__
         self._set(self._get() + self.extra)
-        sys.getrecursionlimit = getrecursionlimit
-        sys.setrecursionlimit = setrecursionlimit
+        sys.getrecursionlimit = stands_for(getrecursionlimit, self._get)
+        sys.setrecursionlimit = stands_for(setrecursionlimit, self._set)
 
 
 def _stack_depth():

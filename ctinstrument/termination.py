@@ -20,7 +20,7 @@ import os
 import signal
 
 from .capture import hide_calling_frame
-from .tracing_shield import REAL_SETPROFILE
+from .tracing_shield import REAL_SETPROFILE, passes_through
 from .isolation import PRIVATE_BUILTINS as __builtins__  # noqa: F401 (see isolation.py)
 
 # Code of these modules changes the recorder's state; a signal arriving inside it waits.
@@ -148,7 +148,8 @@ class SigtermFinaliser:
                 raise
             return signal.SIG_DFL if sigterm and previous is self.handler else previous
 
-        return functools.update_wrapper(signal_, real_signal)
+        # What signal.signal runs stays visible to a profiler, as in a plain run.
+        return passes_through(functools.update_wrapper(signal_, real_signal))
 
     def _getsignal_wrapper(self):
         real_getsignal = self.real_getsignal
@@ -161,4 +162,4 @@ class SigtermFinaliser:
                 raise
             return signal.SIG_DFL if handler is self.handler else handler
 
-        return functools.update_wrapper(getsignal, real_getsignal)
+        return passes_through(functools.update_wrapper(getsignal, real_getsignal))

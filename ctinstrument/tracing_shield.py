@@ -24,9 +24,11 @@ them resume at the end: ``sys.settrace`` gives them a local trace function that 
 event (bdb keeps an ``f_trace`` it finds), and moves a ``bdb.Bdb``'s bottom frame up to the
 program's outermost frame, where a plain run has it.
 
-Not hidden: ``cProfile`` on 3.10 and 3.11 (installed from C, past ``sys.setprofile``), and
-the ``c_call`` a profiler would see for a builtin ctinstrument wraps (``sys.settrace``,
-``signal.signal``, ...): it sees no event for that call.
+A profile function sees a call of a builtin that ctinstrument wraps (``sys.settrace``,
+``sys.setrecursionlimit``, ...; ``stands_for``) as the ``c_call`` and ``c_return`` of that
+builtin, and what a wrapper of a standard-library function (``signal.signal``) calls as the
+events of that function (``passes_through``).  Not hidden: a trace or profile function installed from C
+(``PyEval_SetTrace``; ``cProfile`` on 3.10 and 3.11).
 """
 
 import os
@@ -63,6 +65,8 @@ _kinds = {}
 # id() of the code objects of ctinstrument's functions that call the standard library for
 # the program (``passes_through``): what they call stays visible.
 _passing = set()
+# id() of the code of ctinstrument's wrappers of builtins -> the builtin (``stands_for``).
+_stand_ins = {}
 _floor = None
 _FunctionType = types.FunctionType
 _MethodType = types.MethodType
@@ -77,6 +81,14 @@ _installed = False
 def passes_through(function):
     """Mark ``function`` (of ctinstrument) as calling on the program's behalf; returns it."""
     _passing.add(id(function.__code__))
+    return function
+
+
+def stands_for(function, builtin):
+    """Mark ``function`` (of ctinstrument) as the program's ``builtin``: a profile function
+    sees a call of it from the program as a ``c_call``/``c_return`` of ``builtin``, as in a
+    plain run.  Returns ``function``."""
+    _stand_ins[id(function.__code__)] = builtin
     return function
 
 
@@ -140,14 +152,29 @@ def _trace_filter(tracer):
     return shielded_trace
 
 
-def _profile_filter(profiler):
+def _profile_filter(profiler, unseen=None):
+    """``unseen``: the frame of the wrapper installing it when no profile function ran
+    before, whose return the interpreter would not report (it reports a ``c_return`` only
+    after a ``c_call``)."""
     def shielded_profile(frame, event, arg):
-        if not hidden(frame):
-            try:
-                profiler(frame, event, arg)
-            except BaseException as exc:
-                hide_calling_frame(exc)
-                raise
+        nonlocal unseen
+        if hidden(frame):
+            if frame is unseen:
+                unseen = None
+                return
+            if event == "call" or event == "return":
+                builtin = _stand_ins.get(id(frame.f_code))
+                if builtin is not None and not hidden(frame.f_back):
+                    event, arg, frame = "c_" + event, builtin, frame.f_back
+                else:
+                    return
+            else:
+                return
+        try:
+            profiler(frame, event, arg)
+        except BaseException as exc:
+            hide_calling_frame(exc)
+            raise
     return shielded_profile
 
 
@@ -238,35 +265,42 @@ def _settrace_wrapper(real):
             function = _trace_filter(function)
         real(function)
     settrace.__doc__ = real.__doc__
-    return settrace
+    return stands_for(settrace, real)
 
 
 def _setprofile_wrapper(real):
     def setprofile(function):
-        real(None if function is None else _profile_filter(function))
+        if function is not None:
+            function = _profile_filter(
+                function, None if REAL_GETPROFILE() is not None else _getframe())
+        real(function)
     setprofile.__doc__ = real.__doc__
-    return setprofile
+    return stands_for(setprofile, real)
 
 
-def _getter(real):
-    def get():
-        return program_function(real())
-    get.__doc__ = real.__doc__
-    return get
+def _gettrace():
+    return program_function(REAL_GETTRACE())
+
+
+def _getprofile():
+    return program_function(REAL_GETPROFILE())
 
 
 def _settraceallthreads_wrapper(real):
     def settrace_all_threads(function):
         real(None if function is None else _trace_filter(function))
     settrace_all_threads.__doc__ = real.__doc__
-    return settrace_all_threads
+    return stands_for(settrace_all_threads, real)
 
 
 def _setprofileallthreads_wrapper(real):
     def setprofile_all_threads(function):
-        real(None if function is None else _profile_filter(function))
+        if function is not None:
+            function = _profile_filter(
+                function, None if REAL_GETPROFILE() is not None else _getframe())
+        real(function)
     setprofile_all_threads.__doc__ = real.__doc__
-    return setprofile_all_threads
+    return stands_for(setprofile_all_threads, real)
 
 
 def _monitoring_wrappers(monitoring):
@@ -313,6 +347,7 @@ def _monitoring_wrappers(monitoring):
         return _behind(real_register(tool_id, event, wrapped), monitor_code, "callback")
 
     register_callback.__doc__ = real_register.__doc__
+    stands_for(register_callback, real_register)
     # Callbacks registered before recording started get the filter too.
     for tool_id in range(6):
         if monitoring.get_tool(tool_id) is None:
@@ -336,8 +371,9 @@ def install():
     _SHARED_PREFIXES = _shared_prefixes()
     sys.settrace = _settrace_wrapper(REAL_SETTRACE)
     sys.setprofile = _setprofile_wrapper(REAL_SETPROFILE)
-    sys.gettrace = _getter(REAL_GETTRACE)
-    sys.getprofile = _getter(REAL_GETPROFILE)
+    _gettrace.__doc__, _getprofile.__doc__ = REAL_GETTRACE.__doc__, REAL_GETPROFILE.__doc__
+    sys.gettrace = stands_for(_gettrace, REAL_GETTRACE)
+    sys.getprofile = stands_for(_getprofile, REAL_GETPROFILE)
     if hasattr(sys, "_settraceallthreads"):
         sys._settraceallthreads = _settraceallthreads_wrapper(sys._settraceallthreads)
         sys._setprofileallthreads = _setprofileallthreads_wrapper(sys._setprofileallthreads)
