@@ -27,7 +27,8 @@ from .values import STAND_INS
 from .isolation import PRIVATE_BUILTINS as __builtins__  # noqa: F401 (see isolation.py)
 
 # Modules whose functions stand in for the program's own calls (see without_wrapper_frames).
-WRAPPER_MODULES = frozenset({__name__, __name__.rpartition(".")[0] + ".termination"})
+WRAPPER_MODULES = frozenset({__name__} | {__name__.rpartition(".")[0] + "." + name
+                                          for name in ("termination", "tracing_shield")})
 
 
 def hide_calling_frame(exc):

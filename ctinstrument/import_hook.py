@@ -25,6 +25,7 @@ from . import pytest_support, reimport
 from .binding import bind, has_portable_constants, instrument_portable, rejections
 from .code_cache import CodeCache
 from .errors import InstrumentationError
+from .tracing_shield import passes_through
 from .isolation import PRIVATE_BUILTINS as __builtins__  # noqa: F401 (see isolation.py)
 
 
@@ -278,6 +279,7 @@ class _Finder:
             spec.loader = pytest_support.AttachAfterLoad(spec.loader, self._hook)
         return spec
 
+    @passes_through  # the finders it asks are the ones importlib would ask
     def _find_elsewhere(self, fullname, path, target):
         finders = sys.meta_path
         try:

@@ -6,6 +6,7 @@ itself.  Supported: CPython 3.10 to 3.13; anything else raises ``UnsupportedPyth
 (see PITFALLS.md §Inserting instructions for why guessing is worse than refusing).
 """
 
+import dis
 
 from bytecode import CellVar, FreeVar, Instr
 
@@ -13,6 +14,9 @@ from .errors import InstrumentationError
 from .protocol import (  # noqa: F401 (named here too, see protocol.py)
     CALLS, PROBE_CALL_DEPTH, SUPPORTED, UNPROBED_DELEGATION, UNSEEN_RESUME_KEEPS_LINE, VERSION,
     check_supported)
+
+_EXTENDED_ARG = dis.opmap["EXTENDED_ARG"]
+_NOP = dis.opmap["NOP"]
 
 # Behaviours named once, tested by name elsewhere.
 HAS_PRECALL = VERSION == (3, 11)
@@ -28,8 +32,17 @@ HAS_INLINED_COMPREHENSIONS = VERSION >= (3, 12)
 # no line and whose next one is on co_firstlineno (comprehensions, generator expressions start
 # with GEN_START), so tracebacks there said "line -1": the prologue takes the body's line.
 PROLOGUE_TAKES_BODY_LINE = VERSION == (3, 10)
+# ... and then loses it again (unlined_prologue): 3.10 jumps an assignment to f_lineno to the
+# first instruction of the line, which must not be the prologue (a GEN_START run again pops
+# an empty stack and crashes the interpreter; a call probe and SETUP_FINALLY run again
+# record a second call and stack a second block).
+PROLOGUE_WITHOUT_LINE = VERSION == (3, 10)
 # On 3.10 a generator's frame restarts its line tracking on every resume.
 RESUME_RESETS_LINE = VERSION == (3, 10)
+# 3.10 reports a line event when an exception jumps to a handler on another line than the
+# raising one: the catch-all handler has no line, so that an exception leaving the frame is
+# reported as without it.
+UNWIND_HANDLER_WITHOUT_LINE = VERSION == (3, 10)
 # 3.10, 3.12+: a line event fires when the previously executed instruction had another
 # line, so one without a line number makes the next one a line event even on the same line.
 NO_LINE_RESETS_LINE = VERSION == (3, 10) or VERSION >= (3, 12)
@@ -68,8 +81,10 @@ BLOCK_SETUPS = frozenset({"SETUP_FINALLY", "SETUP_WITH", "SETUP_ASYNC_WITH"})
 PROLOGUE_OPCODES = frozenset({"GEN_START", "RETURN_GENERATOR", "POP_TOP", "MAKE_CELL",
                               "COPY_FREE_VARS", "RESUME"})
 # A probe must never be inserted right before these (they are fused to what precedes them,
-# or the interpreter jumps past them).
-NO_PROBE_BEFORE = frozenset({"END_FOR", "END_SEND", "CACHE", "YIELD_FROM"})
+# or the interpreter jumps past them; 3.12 reports a line event at the first instruction of
+# every exception handler except END_ASYNC_FOR, the exit of an ``async for``).
+NO_PROBE_BEFORE = frozenset({"END_FOR", "END_SEND", "CACHE", "YIELD_FROM"}
+                            | ({"END_ASYNC_FOR"} if VERSION == (3, 12) else set()))
 # ... nor right after these (they are fused to what follows them).
 NO_PROBE_AFTER = frozenset({"KW_NAMES", "PRECALL", "EXTENDED_ARG", "YIELD_VALUE", "SEND",
                             "RETURN_GENERATOR"}
@@ -156,16 +171,31 @@ def is_inplace_operator(instr):
 _NB_INPLACE_ADD = 13  # the first in-place oparg of BINARY_OP (3.11+, Include/opcode.h)
 
 
-def call_with_top_before_send_yield(name, send_target, *consts):
-    """Like ``call_with_top`` for the YIELD_VALUE of a 3.11 send loop.
+def call_with_top_before_send_yield(name, *consts):
+    """Like ``call_with_top`` for the YIELD_VALUE of a 3.11 send loop: it ends with a NOP
+    whose oparg byte ``with_throw_distances`` sets to the distance CPython reads there (see
+    THROW_READS_ARG_BEFORE_YIELD).  A NOP, not a jump that is never taken: 3.11's f_lineno
+    setter models the stack along every jump, and such a jump to the loop's end (one value
+    deeper than the SEND's exit) made it pop one value too many on a jump out of the block,
+    which crashed the interpreter."""
+    return call_with_top(name, *consts) + [Instr("NOP")]
 
-    It ends with ``LOAD_CONST None; POP_JUMP_IF_TRUE send_target``, which never jumps and
-    whose oparg is the distance CPython expects to read there (see
-    THROW_READS_ARG_BEFORE_YIELD); the constant condition shows that the jump is never taken
-    (the verifier follows no edge of a jump on a constant).
-    """
-    return call_with_top(name, *consts) + [Instr("LOAD_CONST", None),
-                                           Instr("POP_JUMP_FORWARD_IF_TRUE", send_target)]
+
+def with_throw_distances(code):
+    """3.11: ``code`` with the oparg byte of the NOP before each send loop's YIELD_VALUE set
+    to the distance from that YIELD_VALUE to the loop's end, in code units."""
+    raw = bytearray(code.co_code)
+    send_target = None
+    for instr in dis.get_instructions(code):
+        if instr.opname == "SEND":
+            send_target = instr.argval
+        elif instr.opname == "YIELD_VALUE" and send_target is not None \
+                and raw[instr.offset - 2] == _NOP:
+            distance = (send_target - instr.offset) // 2
+            if not 0 < distance < 256:
+                raise InstrumentationError("a send loop too long for gen.throw() on 3.11")
+            raw[instr.offset - 1] = distance
+    return code.replace(co_code=bytes(raw))
 
 
 def _packed(loads):
@@ -223,3 +253,40 @@ def unwind_handler(name, const):
                 + _call(2) + [Instr("RERAISE", 1)])
     return ([Instr("DUP_TOP_TWO"), Instr("POP_TOP")] + _load_probe(name)
             + [Instr("ROT_TWO"), Instr("LOAD_CONST", const)] + _call(2) + [Instr("RERAISE", 1)])
+
+
+
+def unlined_prologue(code, count):
+    """3.10: ``code`` with no line for its first ``count`` instructions (as CPython compiles
+    GEN_START), so that no f_lineno jump can land in them."""
+    end = 0
+    raw = code.co_code
+    while count and end < len(raw):
+        if raw[end] != _EXTENDED_ARG:
+            count -= 1
+        end += 2
+    table = []
+    line = code.co_firstlineno
+    for start, stop, number in code.co_lines():
+        if start < end:
+            table.append((min(stop, end) - start, None))
+            start = min(stop, end)
+        if start < stop:
+            table.append((stop - start, number))
+    packed = bytearray()
+    for length, number in table:
+        if number is None:
+            delta = -128
+        else:
+            delta = number - line
+            line = number
+            while delta > 127 or delta < -127:
+                step = 127 if delta > 0 else -127
+                packed += bytes((0, step & 0xFF))
+                delta -= step
+        while length > 254:
+            packed += bytes((254, delta & 0xFF))
+            length -= 254
+            delta = -128 if number is None else 0
+        packed += bytes((length, delta & 0xFF))
+    return code.replace(co_linetable=bytes(packed))

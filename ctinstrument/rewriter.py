@@ -115,11 +115,15 @@ def _instrument(code, registry, path, module_label, parent_qualname, parent_is_f
     arg_loads = [ins.load_variable(arg, arg in cells) for arg in argnames]
     cell_loads = [ins.load_cell(name, name not in cells) for name in cellnames]
     stores = _StoreSites(registry, fid, kind)
-    new = _insert_probes(bc, registry, fid, arg_loads, cell_loads, stores)
+    new, prologue = _insert_probes(bc, registry, fid, arg_loads, cell_loads, stores)
     # bytecode numbers locals by first appearance after the arguments; listing every original
     # local as "argnames" keeps co_varnames (and so locals() order) exactly as compiled.
     new.argnames = list(code.co_varnames)
     new_code = new.to_code()
+    if ins.PROLOGUE_WITHOUT_LINE:
+        new_code = ins.unlined_prologue(new_code, prologue)
+    if ins.THROW_READS_ARG_BEFORE_YIELD:
+        new_code = ins.with_throw_distances(new_code)
     try:
         verifier.verify(new_code)
     except verifier.VerificationError as exc:
@@ -341,6 +345,7 @@ def _insert_probes(bc, registry, fid, arg_loads, cell_loads, stores):
     wrap = ins.HAS_EXCEPTION_TABLE or _block_depth(items) + 2 < ins.MAX_BLOCKS
     if not ins.HAS_EXCEPTION_TABLE and wrap:
         out.append(Instr("SETUP_FINALLY", handler, location=first.location))
+    prologue = sum(1 for item in out if isinstance(item, Instr))
 
     # Labels that start a line event when reached: jump and handler targets, except the
     # 3.11+ send loop's JUMP_BACKWARD_NO_INTERRUPT, which sys.settrace does not report.
@@ -451,8 +456,7 @@ def _insert_probes(bc, registry, fid, arg_loads, cell_loads, stores):
             yield_line = -1 if prev_line is None else prev_line
             if ins.THROW_READS_ARG_BEFORE_YIELD and prev_instr is not None \
                     and prev_instr.name == "SEND":
-                probe = ins.call_with_top_before_send_yield(YIELD, prev_instr.arg, fid,
-                                                            yield_line)
+                probe = ins.call_with_top_before_send_yield(YIELD, fid, yield_line)
             else:
                 probe = ins.call_with_top(YIELD, fid, yield_line)
             out.extend(_located(probe, item))
@@ -469,7 +473,13 @@ def _insert_probes(bc, registry, fid, arg_loads, cell_loads, stores):
         out.append(TryEnd(our_try))
     if wrap:
         out.append(handler)
-        out.extend(_located(ins.unwind_handler(UNWIND, fid), prev_instr or first))
+        unwind = ins.unwind_handler(UNWIND, fid)
+        if ins.UNWIND_HANDLER_WITHOUT_LINE:
+            for instr in unwind:
+                instr.lineno = None
+        else:
+            _located(unwind, prev_instr or first)
+        out.extend(unwind)
 
     bc[:] = out
-    return bc
+    return bc, prologue

@@ -17,6 +17,7 @@ import types
 from .capture import without_wrapper_frames
 from .protocol import PROBE_CALL_DEPTH
 from .session import current
+from .tracing_shield import passes_through, set_floor, stands_for
 
 _OWN_PREFIX = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
@@ -101,8 +102,8 @@ class RecursionLimitShift:
         getrecursionlimit.__doc__ = self._get.__doc__
         setrecursionlimit.__doc__ = self._set.__doc__
         self._set(self._get() + self.extra)
-        sys.getrecursionlimit = getrecursionlimit
-        sys.setrecursionlimit = setrecursionlimit
+        sys.getrecursionlimit = stands_for(getrecursionlimit, self._get)
+        sys.setrecursionlimit = stands_for(setrecursionlimit, self._set)
 
 
 def _stack_depth():
@@ -153,12 +154,14 @@ def run_module(name, args, state, recorder):
     fresh = types.ModuleType("__main__")
     fresh.__dict__.update({"__annotations__": {}, "__builtins__": builtins})
     sys.modules["__main__"] = fresh
-    _guarded(lambda: runpy._run_module_as_main(name, alter_argv=True), state, recorder)
+    _guarded(passes_through(lambda: runpy._run_module_as_main(name, alter_argv=True)), state,
+             recorder)
 
 
 def _guarded(body, state, recorder):
     # The program's module frame will sit below this frame and the lambda calling it.
     RecursionLimitShift(_stack_depth() + 1)
+    set_floor(sys._getframe())
     try:
         body()
     except SystemExit as exc:

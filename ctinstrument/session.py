@@ -19,6 +19,7 @@ from .recorder import Recorder
 from .redaction import Redaction
 from .selection import Selection
 from .termination import SigtermFinaliser
+from . import tracing_shield
 from .isolation import PRIVATE_BUILTINS as __builtins__  # noqa: F401 (see isolation.py)
 
 _current = None
@@ -88,6 +89,7 @@ class Session:
             check_no_session()
             _current = self
         recorder = self.recorder
+        tracing_shield.install()
         self.hook.install()
         recorder.start(paused=self.paused)
         if not self.paused:

@@ -18,9 +18,9 @@ import _signal
 import functools
 import os
 import signal
-import sys
 
 from .capture import hide_calling_frame
+from .tracing_shield import REAL_SETPROFILE, passes_through
 from .isolation import PRIVATE_BUILTINS as __builtins__  # noqa: F401 (see isolation.py)
 
 # Code of these modules changes the recorder's state; a signal arriving inside it waits.
@@ -113,13 +113,14 @@ class SigtermFinaliser:
             nonlocal budget
             budget -= 1
             if frame is busy and event == "return":
-                sys.setprofile(None)
+                REAL_SETPROFILE(None)
                 self._terminate(signum)
             elif budget < 0:
                 self._die(signum)
 
         self.waiting = True
-        sys.setprofile(on_event)
+        # The interpreter's own: the shield's would hide the recorder frame it waits for.
+        REAL_SETPROFILE(on_event)
 
     def _terminate(self, signum):
         try:
@@ -147,7 +148,8 @@ class SigtermFinaliser:
                 raise
             return signal.SIG_DFL if sigterm and previous is self.handler else previous
 
-        return functools.update_wrapper(signal_, real_signal)
+        # What signal.signal runs stays visible to a profiler, as in a plain run.
+        return passes_through(functools.update_wrapper(signal_, real_signal))
 
     def _getsignal_wrapper(self):
         real_getsignal = self.real_getsignal
@@ -160,4 +162,4 @@ class SigtermFinaliser:
                 raise
             return signal.SIG_DFL if handler is self.handler else handler
 
-        return functools.update_wrapper(getsignal, real_getsignal)
+        return passes_through(functools.update_wrapper(getsignal, real_getsignal))

@@ -11,9 +11,9 @@ library that produced it), following every path including exception edges:
   ``EXTENDED_ARG`` prefixes are not jumped over, its constant, name and local indices are in
   range;
 * every jump target and handler is the start of an instruction; no path falls off the end;
-* each instruction is reached with one stack depth (``dis.stack_effect`` per edge; a
-  conditional jump right after ``LOAD_CONST`` of a constant is followed only the way that
-  constant sends it, as CPython's own optimizer assumes), never
+* each instruction is reached with one stack depth (``dis.stack_effect`` per edge, along
+  every edge: the ``f_lineno`` setter models the stack along every jump, one never taken
+  included, and pops what it finds there on a jump), never
   below what it pops, never above ``co_stacksize``; on 3.11+ an exception table entry's
   depth is no deeper than the stack of any instruction it covers, and the handler is reached
   with that depth plus ``lasti`` and the exception;
@@ -114,20 +114,6 @@ for _op in TERMINAL:
 EFFECTS = {OP["RETURN_GENERATOR"]: 1} if "RETURN_GENERATOR" in OP else {}
 if "RETURN_GENERATOR" in OP:
     POPS[OP["RETURN_GENERATOR"]] = 0
-
-# Conditional jumps that pop their condition: opcode -> whether a condition value jumps.
-CONSTANT_BRANCHES = {OP[name]: test for name, test in (
-    ("POP_JUMP_IF_TRUE", bool), ("POP_JUMP_FORWARD_IF_TRUE", bool),
-    ("POP_JUMP_BACKWARD_IF_TRUE", bool), ("POP_JUMP_IF_FALSE", lambda value: not value),
-    ("POP_JUMP_FORWARD_IF_FALSE", lambda value: not value),
-    ("POP_JUMP_BACKWARD_IF_FALSE", lambda value: not value),
-    ("POP_JUMP_IF_NONE", lambda value: value is None),
-    ("POP_JUMP_FORWARD_IF_NONE", lambda value: value is None),
-    ("POP_JUMP_BACKWARD_IF_NONE", lambda value: value is None),
-    ("POP_JUMP_IF_NOT_NONE", lambda value: value is not None),
-    ("POP_JUMP_FORWARD_IF_NOT_NONE", lambda value: value is not None),
-    ("POP_JUMP_BACKWARD_IF_NOT_NONE", lambda value: value is not None)) if name in OP}
-LOAD_CONST = OP["LOAD_CONST"]
 
 # Calls: opcode -> (number of items popped beyond the oparg, index of the input slot that
 # may hold NULL).  3.13 moved the NULL after the callable.
@@ -381,27 +367,8 @@ def verify(code):
     _check_stack(code, instructions, order)
 
 
-def _constant_branches(code, order):
-    """{offset of a conditional jump whose condition is a constant: whether it jumps}.
-
-    Only jumps that are no jump target or handler themselves (so the LOAD_CONST before them
-    is their only way in)."""
-    entered = {instr.target for instr in order if instr.target is not None}
-    entered.update(instr.handler[0] for instr in order if instr.handler is not None)
-    branches = {}
-    for previous, instr in zip(order, order[1:]):
-        jumps_if = CONSTANT_BRANCHES.get(instr.op)
-        if jumps_if is not None and previous.op == LOAD_CONST \
-                and instr.offset not in entered:
-            value = code.co_consts[previous.arg]
-            if value is None or type(value) in (bool, int, str):
-                branches[instr.offset] = jumps_if(value)
-    return branches
-
-
 def _check_stack(code, instructions, order):
     limit = code.co_stacksize
-    constant = _constant_branches(code, order)
     size = len(code.co_code)
     start_depth = 1 if order[0].op == GEN_START else 0
     states = {order[0].offset: (start_depth, ())}
@@ -430,10 +397,9 @@ def _check_stack(code, instructions, order):
         op, arg = instr.op, instr.arg
         effect_arg = arg if op >= HAVE_ARGUMENT else None
         edges = []
-        branch = constant.get(offset)
-        if instr.target is not None and branch is not False:
+        if instr.target is not None:
             edges.append((instr.target, stack_effect(op, effect_arg, jump=True)))
-        if op not in TERMINAL and branch is not True:
+        if op not in TERMINAL:
             if instr.next >= size:
                 _fail(code, offset, "falls off the end of the code")
             if op in EFFECTS:

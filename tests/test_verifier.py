@@ -130,6 +130,18 @@ def test_rejects_paths_that_join_with_different_depths():
     _rejects(code, "with stack depth")
 
 
+def test_rejects_a_never_taken_jump_to_another_depth():
+    # The f_lineno setter models the stack along this jump too and would pop by it (the
+    # 3.11 send-loop crash); its condition being a constant does not make it safe.
+    join = Label()
+    code = _assembled(Instr("LOAD_CONST", 1), Instr("LOAD_CONST", None),
+                      Instr("POP_JUMP_FORWARD_IF_TRUE" if VERSION == (3, 11)
+                            else "POP_JUMP_IF_TRUE", join),
+                      Instr("POP_TOP"), join, Instr("LOAD_CONST", None),
+                      Instr("RETURN_VALUE"))
+    _rejects(code, "with stack depth")
+
+
 def test_rejects_a_null_consumed_by_an_instruction_that_dereferences_it():
     if VERSION >= (3, 11):
         items = [Instr("PUSH_NULL"), Instr("POP_TOP")]
