@@ -10,6 +10,11 @@ assertion rewriting and warns when one was imported before it, which ctinstrumen
 under ``python -m ctinstrument -m pytest``; this marker tells pytest to leave it alone.
 """
 
+from . import isolation as _isolation
+
+_isolation.install()
+__builtins__ = _isolation.PRIVATE_BUILTINS  # for __getattr__ below
+
 __version__ = "0.1.0"
 __all__ = ["install_hook", "record", "start", "stop", "is_recording", "UsageError"]
 

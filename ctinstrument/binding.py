@@ -23,7 +23,6 @@ import types
 
 from .errors import InstrumentationError
 from .protocol import MODULE_FRAME, ProbeRegistry, module_label
-from .isolation import PRIVATE_BUILTINS as __builtins__  # noqa: F401 (see isolation.py)
 
 SHIFT = 40
 SPAN = 1 << SHIFT

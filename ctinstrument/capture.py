@@ -24,7 +24,8 @@ import sys
 from . import probes
 from .recorder import EVENT_READ, EVENT_WRITE
 from .values import STAND_INS
-from .isolation import PRIVATE_BUILTINS as __builtins__  # noqa: F401 (see isolation.py)
+
+_getframe = sys._getframe  # bound now: programs replace it (see isolation.py)
 
 # Modules whose functions stand in for the program's own calls (see without_wrapper_frames).
 WRAPPER_MODULES = frozenset({__name__} | {__name__.rpartition(".")[0] + "." + name
@@ -39,7 +40,7 @@ def hide_calling_frame(exc):
     as if the program had called the real function.  Ineffective (and harmless) on 3.10.
     """
     tb = exc.__traceback__
-    if tb is not None and tb.tb_frame is sys._getframe(1):
+    if tb is not None and tb.tb_frame is _getframe(1):
         exc.__traceback__ = tb.tb_next
 
 

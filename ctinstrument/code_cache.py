@@ -31,7 +31,7 @@ import threading
 import types
 
 from . import __version__, binding
-from .isolation import PRIVATE_BUILTINS as __builtins__  # noqa: F401 (see isolation.py)
+from .isolation import PATH, make_directories
 
 try:
     # The builtin module hashlib takes it from: importing hashlib loads OpenSSL, which costs
@@ -47,8 +47,8 @@ DIGEST_SIZE = 16
 HEADER_SIZE = len(MAGIC) + KEY_SIZE + SOURCE_HASH_SIZE + DIGEST_SIZE
 
 # Modules whose source decides what code is generated or how it is bound.
-GENERATORS = ("rewriter.py", "instructions.py", "verifier.py", "protocol.py", "binding.py",
-              "code_cache.py")
+GENERATORS = ("rewriter.py", "instructions.py", "layout.py", "verifier.py", "protocol.py",
+              "binding.py", "code_cache.py")
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -182,7 +182,7 @@ def _write_atomic(path, data):
     """Write ``data`` to ``path`` via a temporary file and ``os.replace``; False on OSError."""
     temporary = "%s.%d.tmp" % (path, os.getpid())
     try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        make_directories(PATH.dirname(path))
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except OSError:
         return False

@@ -24,7 +24,6 @@ naming where the bad value came from.
 import os
 
 from .errors import UsageError
-from .isolation import PRIVATE_BUILTINS as __builtins__  # noqa: F401 (see isolation.py)
 
 LIST, STR, BOOL = "list", "str", "bool"
 _TRUE = ("1", "true", "yes", "on")

@@ -15,7 +15,6 @@ import sys
 
 from .config import _FALSE, _TRUE
 from .errors import UsageError
-from .isolation import PRIVATE_BUILTINS as __builtins__  # noqa: F401 (see isolation.py)
 
 VARIABLE = "CTINSTRUMENT_DISABLED"
 

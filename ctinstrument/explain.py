@@ -15,7 +15,6 @@ modules.  ``--debug`` gives every module its own line.  Lines are sorted by modu
 import os
 import sys
 
-from .isolation import PRIVATE_BUILTINS as __builtins__  # noqa: F401 (see isolation.py)
 
 GROUP_AT = 3
 TOO_EARLY = "imported before ctinstrument was installed"

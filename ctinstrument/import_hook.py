@@ -17,7 +17,6 @@ is made to see what an import at start-up would have seen (``ImportHook.import_o
 
 import importlib
 import importlib.machinery
-import os
 import sys
 import threading
 
@@ -25,8 +24,8 @@ from . import pytest_support, reimport
 from .binding import bind, has_portable_constants, instrument_portable, rejections
 from .code_cache import CodeCache
 from .errors import InstrumentationError
+from .isolation import PATH
 from .tracing_shield import passes_through
-from .isolation import PRIVATE_BUILTINS as __builtins__  # noqa: F401 (see isolation.py)
 
 
 MAX_LISTED_REJECTIONS = 100  # in trace_metadata.json; the count covers all
@@ -83,6 +82,9 @@ class ImportHook:
         # What ctinstrument's own imports resolve against (the program's directory is not
         # on it yet; see runner.py).
         self._launch_path = list(sys.path)
+        # Taken now, like the recorder's: the program's replacement of sys.stderr (or the
+        # output capture's proxy) must not see ctinstrument's warnings.
+        self._stderr = sys.__stderr__
 
     def install(self):
         if self._finder not in sys.meta_path:
@@ -101,7 +103,7 @@ class ImportHook:
         self._warned.add(key)
         # Written directly: the program's warning filters must not turn it into an error.
         try:
-            sys.stderr.write("ctinstrument: warning: %s\n" % message)
+            self._stderr.write("ctinstrument: warning: %s\n" % message)
         except Exception:
             pass
 
@@ -222,8 +224,8 @@ class ImportHook:
 def _shadowed(name, directory):
     """Whether module ``name`` (or its top-level package) has a file in ``directory``."""
     top = name.partition(".")[0]
-    return os.path.isfile(os.path.join(directory, top + ".py")) or os.path.isfile(
-        os.path.join(directory, top, "__init__.py"))
+    return PATH.isfile(PATH.join(directory, top + ".py")) or PATH.isfile(
+        PATH.join(directory, top, "__init__.py"))
 
 
 class _Finder:

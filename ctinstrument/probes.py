@@ -44,7 +44,6 @@ import orjson
 from . import protocol
 from .protocol import CACHE_OPCODE, CALL_OPCODES, UNPROBED_DELEGATION, UNSEEN_RESUME_KEEPS_LINE
 from .values import class_attribute, plain_instance_dict
-from .isolation import PRIVATE_BUILTINS as __builtins__  # noqa: F401 (see isolation.py)
 
 _enabled = False
 _gated = False
@@ -75,6 +74,7 @@ _I64 = 1 << 63
 _int_type = _str_type = 0
 _short_string = 0
 _getframe = sys._getframe
+_exc_info = sys.exc_info
 # Line of the last yield of each function: where a frame resumed unseen (throw()) stands.
 _yield_lines = {}
 _Module = types.ModuleType
@@ -425,7 +425,7 @@ def _resync(stack, fid, depth, thrown=None):
     if UNPROBED_DELEGATION and _gated and _outside_roots(stack, fid, _getframe(depth)):
         raise Unrecorded
     if thrown is None:
-        thrown = sys.exc_info()[1]
+        thrown = _exc_info()[1]
     args = () if thrown is None else ((_recorder.variable_id("<thrown>"), thrown),)
     line = _yield_lines.get(fid, -1) if UNSEEN_RESUME_KEEPS_LINE else -1
     frame = _resumed(_getframe(depth), fid, line, -1)

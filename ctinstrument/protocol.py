@@ -11,7 +11,6 @@ import opcode
 import sys
 
 from .errors import UnsupportedPython
-from .isolation import PRIVATE_BUILTINS as __builtins__  # noqa: F401 (see isolation.py)
 
 VERSION = sys.version_info[:2]
 SUPPORTED = ((3, 10), (3, 11), (3, 12), (3, 13))

@@ -23,7 +23,6 @@ import builtins
 import sys
 import types
 
-from .isolation import PRIVATE_BUILTINS as __builtins__  # noqa: F401 (see isolation.py)
 
 REWRITE_MODULE = "_pytest.assertion.rewrite"
 _REAL_EXEC = exec

@@ -19,7 +19,11 @@ from . import __version__, probes
 from .protocol import ProbeRegistry
 from .values import KIND_NONE, ValueEncoder, safe_text
 from .writer import TraceWriter
-from .isolation import PRIVATE_BUILTINS as __builtins__  # noqa: F401 (see isolation.py)
+from .isolation import PATH
+
+# Bound now: programs replace them (see isolation.py).
+_getcwd = os.getcwd
+_exc_info = sys.exc_info
 
 TOPLEVEL_FUNCTION = 0
 EVENT_WRITE = 0
@@ -50,7 +54,7 @@ class Recorder(ProbeRegistry):
         self.out_dir = out_dir
         # Taken now: at exit the program may have changed directory or broken builtins
         # that library code (uuid, os.path) relies on.
-        self.workdir = os.getcwd()
+        self.workdir = _getcwd()
         self.recording_id = str(uuid.uuid4())
         # The real stderr: output capture replaces sys.__stderr__ later, and the recorder's
         # own warnings are not program output.
@@ -87,7 +91,7 @@ class Recorder(ProbeRegistry):
         self.windows = 0
         # Sections other parts add to trace_metadata.json (name -> JSON-able value).
         self.extra_metadata = {}
-        self.program_path = os.path.abspath(program) if os.path.isfile(program) else program
+        self.program_path = PATH.abspath(program) if PATH.isfile(program) else program
         self.function_id(self.program_path, 1, "<toplevel>", (), (), "function", None)
         self.intern_type(KIND_NONE, "None")
         self.encoder = ValueEncoder(self.intern_type, limits,
@@ -127,7 +131,7 @@ class Recorder(ProbeRegistry):
         known = self._paths.get(path)
         if known is None:
             known = self._intern(self._paths, path, lambda: {"Path": path})
-            if os.path.isabs(path):
+            if PATH.isabs(path):
                 self.writer.copy_source(path)
         return known
 
@@ -266,7 +270,7 @@ class Recorder(ProbeRegistry):
         (A RecursionError is counted by the probe itself and not reported: the program runs
         at the recursion limit, where a probe's frame does not fit.)
         """
-        exc = sys.exc_info()[1]
+        exc = _exc_info()[1]
         if isinstance(exc, probes.Unrecorded):
             return
         self.failures += 1
@@ -385,7 +389,7 @@ class Recorder(ProbeRegistry):
         ``finish`` replaces it."""
         self.flush()
         self.writer.write_metadata({
-            "workdir": os.getcwd(),
+            "workdir": _getcwd(),
             "program": self.program,
             "args": self.args,
             "recorder": "ctinstrument %s" % __version__,

@@ -28,7 +28,6 @@ the one the program would have had (``refusal`` gives the reason):
 import importlib.machinery
 import sys
 
-from .isolation import PRIVATE_BUILTINS as __builtins__  # noqa: F401 (see isolation.py)
 
 # Module name (or package, with its submodules) -> why a second copy would not be the
 # same module to the program.

@@ -16,7 +16,8 @@ What gets inserted, per code object (recursively over nested code objects):
   site says whether its line may run other code.
 
 Inserted instructions take the source location of the instruction they precede, so
-tracebacks, ``f_lineno``, warnings and logging see the original positions.  The per-version
+tracebacks, ``f_lineno``, warnings and logging see the original positions; the original
+constants and names keep their indexes (layout.py).  The per-version
 instruction sequences come from ``instructions``; this module never names an opcode's calling
 convention itself.  It knows nothing about the recorder: ids come from a ``ProbeRegistry``.
 """
@@ -26,13 +27,12 @@ import types
 from bytecode import Bytecode, Instr, Label, TryBegin, TryEnd
 
 from . import instructions as ins
-from . import verifier
+from . import layout, verifier
 from .errors import InstrumentationError
 from .protocol import (  # noqa: F401 (the probe protocol, named here too)
     CALL, CATCH, CLASS_FRAME, DELETE, FUNCTION_FRAME, MODULE_FRAME, MUTATE, PROBE_NAMES,
     RESTORE, RESUME, RETURN, SAVE, SITE_CALLS_SHIFT, SITE_FORCED, SITE_RUNS_CODE, STEP, STORE,
     UNWIND, YIELD, ProbeRegistry, module_label)
-from .isolation import PRIVATE_BUILTINS as __builtins__  # noqa: F401 (see isolation.py)
 
 CO_NEWLOCALS = 0x02
 CO_VARARGS = 0x04
@@ -119,7 +119,7 @@ def _instrument(code, registry, path, module_label, parent_qualname, parent_is_f
     # bytecode numbers locals by first appearance after the arguments; listing every original
     # local as "argnames" keeps co_varnames (and so locals() order) exactly as compiled.
     new.argnames = list(code.co_varnames)
-    new_code = new.to_code()
+    new_code = layout.assemble(new, code, children)
     if ins.PROLOGUE_WITHOUT_LINE:
         new_code = ins.unlined_prologue(new_code, prologue)
     if ins.THROW_READS_ARG_BEFORE_YIELD:

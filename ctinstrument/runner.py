@@ -13,6 +13,7 @@ import os
 import runpy
 import sys
 import types
+from sys import _getframe  # bound now: programs replace it (see isolation.py)
 
 from .capture import without_wrapper_frames
 from .protocol import PROBE_CALL_DEPTH
@@ -108,7 +109,7 @@ class RecursionLimitShift:
 
 def _stack_depth():
     depth = 0
-    frame = sys._getframe(1)
+    frame = _getframe(1)
     while frame is not None:
         depth += 1
         frame = frame.f_back

@@ -25,7 +25,7 @@ import sys
 import sysconfig
 
 from .errors import UsageError
-from .isolation import PRIVATE_BUILTINS as __builtins__  # noqa: F401 (see isolation.py)
+from .isolation import PATH
 
 # Compiled on first use (re caches them): most runs parse no pattern, and compiling \w
 # costs start-up time.
@@ -86,8 +86,8 @@ def parse_pattern(text, allow_function=True):
             raise UsageError("invalid function pattern %r (expected MODULE:QUALNAME such as "
                              "app.billing:Invoice.total or app.jobs:*)" % text)
     if is_path_pattern(where):
-        path = os.path.realpath(where)
-        if not os.path.exists(path):
+        path = PATH.realpath(where)
+        if not PATH.exists(path):
             raise UsageError("invalid pattern %r: no such file or directory" % text)
         return Pattern(text, path=path, qualname=qualname)
     if not re.match(_MODULE_PATTERN, where) or ".." in where or where.endswith("."):
@@ -114,9 +114,9 @@ def _library_dirs():
     for key in ("stdlib", "platstdlib", "purelib", "platlib"):
         path = sysconfig.get_paths().get(key)
         if path:
-            dirs.add(os.path.realpath(path))
+            dirs.add(PATH.realpath(path))
     for prefix in {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}:
-        dirs.add(os.path.realpath(os.path.join(prefix, "lib")))
+        dirs.add(PATH.realpath(PATH.join(prefix, "lib")))
     return tuple(sorted(dirs))
 
 
@@ -142,8 +142,10 @@ class Selection:
                                      % (root.text, pattern.text))
         # The module run as __main__ (-m) is recorded whatever the patterns say.
         self.main_module = main_module
-        self.project_dir = os.path.realpath(project_dir) if project_dir else None
-        self._library = None  # computed when a module in the project directory needs it
+        self.project_dir = PATH.realpath(project_dir) if project_dir else None
+        # Now, not at the first decision: sysconfig's functions would run with the
+        # builtins of the program by then.
+        self._library = _library_dirs() if self.project_dir else ()
         self._by_path = any(p.path is not None for p in self.include + self.exclude)
         self._real_dirs = {}
 
@@ -197,10 +199,6 @@ class Selection:
             return False, "no project directory"
         if not real.startswith(self.project_dir + os.sep):
             return False, "outside the project directory %s" % self.project_dir
-        # Only now: finding the library directories (sysconfig) is a large part of
-        # start-up, and most modules are decided above.
-        if self._library is None:
-            self._library = _library_dirs()
         if any(real.startswith(lib + os.sep) for lib in self._library):
             return False, "in the standard library or site-packages"
         return True, "in the project directory %s" % self.project_dir
@@ -208,19 +206,19 @@ class Selection:
     def _real_path(self, path):
         # Modules come from few directories: resolve each directory once (a file that is
         # itself a link is resolved on its own).
-        directory, base = os.path.split(path)
-        if (not os.path.isabs(path) or not base or base in (".", "..")
-                or os.path.islink(path)):
-            return os.path.realpath(path)
+        directory, base = PATH.split(path)
+        if (not PATH.isabs(path) or not base or base in (".", "..")
+                or PATH.islink(path)):
+            return PATH.realpath(path)
         real = self._real_dirs.get(directory)
         if real is None:
-            real = self._real_dirs[directory] = os.path.realpath(directory)
-        return os.path.join(real, base)
+            real = self._real_dirs[directory] = PATH.realpath(directory)
+        return PATH.join(real, base)
 
     def accepts_main_script(self, path):
         """Decision for the main script (module ``__main__``, file ``path``): recorded
         unless an exclude pattern names it; (bool, reason)."""
-        real = os.path.realpath(path)
+        real = PATH.realpath(path)
         for pattern in self.exclude:
             if pattern.matches_module("__main__", real):
                 return False, "excluded by %s" % pattern.text
@@ -231,7 +229,7 @@ class Selection:
         is an activation root."""
         if not self.roots or module_name is None:
             return False
-        real = os.path.realpath(origin) if origin else None
+        real = PATH.realpath(origin) if origin else None
         matched = False
         for pattern in self.roots:
             if pattern.matches_function(module_name, real, qualname):

@@ -7,8 +7,8 @@ not make sense of code the first one instrumented.
 """
 
 import atexit
-import sys
 import threading
+from sys import _getframe  # bound now: programs replace it (see isolation.py)
 
 from . import explain as _explain
 from . import reimport
@@ -20,7 +20,6 @@ from .redaction import Redaction
 from .selection import Selection
 from .termination import SigtermFinaliser
 from . import tracing_shield
-from .isolation import PRIVATE_BUILTINS as __builtins__  # noqa: F401 (see isolation.py)
 
 _current = None
 _lock = threading.Lock()
@@ -135,7 +134,7 @@ class Session:
     def start(self):
         """Switch recording on (a new window in the same trace)."""
         if not self.finished:
-            self.recorder.resume(sys._getframe(1))
+            self.recorder.resume(_getframe(1))
 
     def stop(self):
         """Switch recording off and leave a complete trace on disk (``start`` continues it)."""

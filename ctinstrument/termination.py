@@ -21,7 +21,6 @@ import signal
 
 from .capture import hide_calling_frame
 from .tracing_shield import REAL_SETPROFILE, passes_through
-from .isolation import PRIVATE_BUILTINS as __builtins__  # noqa: F401 (see isolation.py)
 
 # Code of these modules changes the recorder's state; a signal arriving inside it waits.
 RECORDER_MODULES = frozenset("ctinstrument." + name for name in (

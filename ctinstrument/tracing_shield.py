@@ -37,7 +37,7 @@ import sysconfig
 import types
 
 from .capture import hide_calling_frame
-from .isolation import PRIVATE_BUILTINS as __builtins__  # noqa: F401 (see isolation.py)
+from .isolation import PATH
 
 OWN, SHARED, PROGRAM = 0, 1, 2
 _OWN_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
@@ -103,7 +103,7 @@ def kind(filename):
     file) or PROGRAM."""
     found = _kinds.get(filename)
     if found is None:
-        if type(filename) is not str or not os.path.isabs(filename):
+        if type(filename) is not str or not PATH.isabs(filename):
             found = SHARED  # "<string>" (dataclasses, exec): ctinstrument's or the program's
         elif filename.startswith(_OWN_DIR):
             found = OWN

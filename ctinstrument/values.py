@@ -16,7 +16,6 @@ import collections
 import enum
 import math
 import types
-from .isolation import PRIVATE_BUILTINS as __builtins__  # noqa: F401 (see isolation.py)
 
 I64_MIN = -(1 << 63)
 I64_MAX = (1 << 63) - 1

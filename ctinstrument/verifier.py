@@ -35,7 +35,6 @@ import opcode
 import sys
 
 from .errors import InstrumentationError
-from .isolation import PRIVATE_BUILTINS as __builtins__  # noqa: F401 (see isolation.py)
 
 VERSION = sys.version_info[:2]
 

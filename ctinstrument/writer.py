@@ -20,18 +20,18 @@ import os
 import orjson
 
 from .errors import UsageError
-from .isolation import PRIVATE_BUILTINS as __builtins__  # noqa: F401 (see isolation.py)
+from .isolation import PATH, make_directories
 
 
 def prepare_out_dir(path, option="--out-dir"):
     """Create ``path`` if needed and check it can hold a trace; returns it absolute.
     Raises UsageError (naming ``option``, the setting it came from) otherwise."""
-    path = os.path.abspath(path)
-    if os.path.exists(path) and not os.path.isdir(path):
+    path = PATH.abspath(path)
+    if PATH.exists(path) and not PATH.isdir(path):
         raise UsageError("%s %s exists and is not a directory" % (option, path))
     try:
-        os.makedirs(path, exist_ok=True)
-        probe = os.path.join(path, ".ctinstrument-write-test")
+        make_directories(path)
+        probe = PATH.join(path, ".ctinstrument-write-test")
         with open(probe, "wb"):
             pass
         os.remove(probe)
@@ -57,7 +57,7 @@ class TraceWriter:
         self.lost_return = None
         self._open_calls = {}  # thread number -> calls written and not yet returned
         self.steps_written = False
-        self._file = open(os.path.join(out_dir, "trace.json"), "wb")
+        self._file = open(PATH.join(out_dir, "trace.json"), "wb")
         self._file.write(b"[\n")
         self._first = True
         self._copied = set()
@@ -135,13 +135,12 @@ class TraceWriter:
 
     def copy_source(self, path):
         """Copy the source file ``path`` (absolute) to ``files/`` under its own path."""
-        if path in self._copied or not os.path.isfile(path):
+        if path in self._copied or not PATH.isfile(path):
             return
         self._copied.add(path)
-        target = os.path.join(self.out_dir, "files", path.lstrip(os.sep))
+        target = PATH.join(self.out_dir, "files", path.lstrip(os.sep))
         try:
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            # Not shutil.copyfile: importing shutil costs more than copying a source file.
+            make_directories(PATH.dirname(target))
             with open(path, "rb") as source, open(target, "wb") as copy:
                 copy.write(source.read())
         except OSError:
@@ -194,9 +193,10 @@ def write_paths(out_dir, paths):
     _replace_file(out_dir, "trace_paths.json", orjson.dumps(list(paths)))
 
 
+
 def _replace_file(out_dir, name, data):
     # A crash never leaves a torn file: the old one stays until the new one is complete.
-    target = os.path.join(out_dir, name)
+    target = PATH.join(out_dir, name)
     partial = "%s.%d.tmp" % (target, os.getpid())
     with open(partial, "wb") as handle:
         handle.write(data)

@@ -104,8 +104,20 @@ def test_visible_attributes_are_unchanged(compiled):
         for attr in VISIBLE:
             if hasattr(before, attr):
                 assert getattr(after, attr) == getattr(before, attr), (before.co_name, attr)
-        added = set(after.co_names) - set(before.co_names)
-        assert added <= set(PROBE_NAMES), added
+        _assert_original_tables_first(before, after)
+
+
+def _assert_original_tables_first(before, after):
+    # The compiler's names and constants keep their indexes; the probes' come after them.
+    assert after.co_names[:len(before.co_names)] == before.co_names, before.co_name
+    assert set(after.co_names[len(before.co_names):]) <= set(PROBE_NAMES), before.co_name
+    kept = after.co_consts[:len(before.co_consts)]
+    for index, (old, new) in enumerate(zip(before.co_consts, kept)):
+        assert type(new) is type(old), (before.co_name, index)
+        if isinstance(old, types.CodeType):
+            assert (new.co_name, new.co_firstlineno) == (old.co_name, old.co_firstlineno)
+        else:
+            assert repr(new) == repr(old), (before.co_name, index)  # -0.0 is not 0.0
 
 
 @contextlib.contextmanager
@@ -121,6 +133,25 @@ def _null_probes():
                 del builtins.__dict__[name]
             else:
                 builtins.__dict__[name] = value
+
+
+def test_constants_beyond_index_255_keep_their_indexes():
+    # 300 lines, each with constants of its own: the original constants go past index 255
+    # and every line site adds one more, so EXTENDED_ARG prefixes differ from first use.
+    body = "".join("    total += %d.5 if flag else %d\n" % (i, i) for i in range(300))
+    source = "def big(flag):\n    total = 0\n%s    return total\n" % body
+    original = compile(source, "/virtual/big.py", "exec")
+    instrumented = instrument_module_code(original, CountingRegistry(), "big",
+                                          "/virtual/big.py")
+    for before, after in zip(_code_objects(original), _code_objects(instrumented)):
+        _assert_original_tables_first(before, after)
+    big = next(c for c in _code_objects(original) if c.co_name == "big")
+    assert len(big.co_consts) > 300
+    namespace = {}
+    with _null_probes():
+        exec(instrumented, namespace)
+        assert namespace["big"](True) == sum(i + 0.5 for i in range(300))
+        assert namespace["big"](False) == sum(range(300))
 
 
 def test_docstrings_survive(compiled):

@@ -210,18 +210,18 @@ def test_rejects_a_generator_prologue_or_yield_pair_taken_apart():
 
 
 # A program whose function ``broken`` gets a deliberately broken code object from the
-# bytecode library (co_stacksize 1): the verifier must leave it uninstrumented.
+# assembler (co_stacksize 1): the verifier must leave it uninstrumented.
 BROKEN_LAUNCHER = """\
 import runpy, sys
-import bytecode
+from ctinstrument import layout
 
-assemble = bytecode.Bytecode.to_code
+assemble = layout.assemble
 
-def to_code(self, *args, **kwargs):
-    code = assemble(self, *args, **kwargs)
-    return code.replace(co_stacksize=1) if code.co_name == "broken" else code
+def broken_assemble(bc, code, children):
+    new = assemble(bc, code, children)
+    return new.replace(co_stacksize=1) if new.co_name == "broken" else new
 
-bytecode.Bytecode.to_code = to_code
+layout.assemble = broken_assemble
 sys.argv = sys.argv[1:]
 runpy.run_module("ctinstrument", run_name="__main__", alter_sys=True)
 """
