@@ -7,6 +7,7 @@ itself.  Supported: CPython 3.10 to 3.13; anything else raises ``UnsupportedPyth
 """
 
 import dis
+import opcode
 
 from bytecode import CellVar, FreeVar, Instr
 
@@ -183,19 +184,34 @@ def call_with_top_before_send_yield(name, *consts):
 
 def with_throw_distances(code):
     """3.11: ``code`` with the oparg byte of the NOP before each send loop's YIELD_VALUE set
-    to the distance from that YIELD_VALUE to the loop's end, in code units."""
+    to the distance from that YIELD_VALUE to the loop's end, in code units.
+
+    Decodes ``co_code`` itself rather than through ``dis``: this runs at import time of the
+    program's modules, and ``dis`` calls builtins the program may have replaced."""
     raw = bytearray(code.co_code)
     send_target = None
-    for instr in dis.get_instructions(code):
-        if instr.opname == "SEND":
-            send_target = instr.argval
-        elif instr.opname == "YIELD_VALUE" and send_target is not None \
-                and raw[instr.offset - 2] == _NOP:
-            distance = (send_target - instr.offset) // 2
+    extended = 0
+    offset = 0
+    while offset < len(raw):
+        op = raw[offset]
+        arg = raw[offset + 1] | extended
+        extended = arg << 8 if op == _EXTENDED_ARG else 0
+        following = offset + 2 + 2 * _CACHES[op]
+        if op == _SEND:
+            send_target = following + 2 * arg  # a forward jump, relative to the next unit
+        elif op == _YIELD_VALUE and send_target is not None and raw[offset - 2] == _NOP:
+            distance = (send_target - offset) // 2
             if not 0 < distance < 256:
                 raise InstrumentationError("a send loop too long for gen.throw() on 3.11")
-            raw[instr.offset - 1] = distance
+            raw[offset - 1] = distance
+        offset = following
     return code.replace(co_code=bytes(raw))
+
+
+if THROW_READS_ARG_BEFORE_YIELD:
+    _SEND = dis.opmap["SEND"]
+    _YIELD_VALUE = dis.opmap["YIELD_VALUE"]
+    _CACHES = opcode._inline_cache_entries  # code units of inline cache after each opcode
 
 
 def _packed(loads):
