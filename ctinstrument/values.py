@@ -49,18 +49,34 @@ _OWN_MODULES = __name__.rpartition(".")[0] + "."
 # ctinstrument's own objects are never shown, except as a short Raw; one that stands in for
 # an object of the program is shown as that object: class -> function(value) -> object.
 STAND_INS = {}
+# Fields and elements per value record (Limits.nodes).  Every change of a place re-sends
+# its whole record (the format cannot share parts of one), so an object graph shown to
+# depth 3 x 100 items (a board of squares that point back at the board) would cost tens of
+# kilobytes per change, and the trace, which CodeTracer reads whole, could not be opened.
+# Measured on pyperformance's go at its default size, in bytes per step: 6,219 unbounded,
+# 1,769 at 100, 895 at 50.
+NODES = 50
+# The key of ``seen`` (whose other keys are ids) that holds the nodes a record may still
+# show.
+_LEFT = "nodes left"
 
 
 class Limits:
     """How much of a value is captured: ``depth`` nested containers, ``items`` per
-    container, ``string`` characters per string (bytes: per bytes object)."""
+    container, ``string`` characters per string (bytes: per bytes object), and ``nodes``
+    fields and elements of nested containers and objects per value record in all (the
+    top-level value's own are not counted): once that many are shown, a nested container
+    shows no more elements (its cut says how many it has left) and the containers and
+    objects still to come are shown as at the depth limit (``<list of 3 items>``,
+    ``<Square object>``)."""
 
-    def __init__(self, depth=3, items=100, string=1000):
-        if min(depth, items, string) < 1:
+    def __init__(self, depth=3, items=100, string=1000, nodes=NODES):
+        if min(depth, items, string, nodes) < 1:
             raise ValueError("value limits must be positive")
         self.depth = depth
         self.items = items
         self.string = string
+        self.nodes = nodes
 
 
 def type_name(cls):
@@ -192,6 +208,13 @@ def _kind_of(cls):
     return _OBJECT
 
 
+def _spend(seen, count):
+    """Take ``count`` nodes from the record's budget (Limits.nodes); how many may be shown."""
+    left = seen[_LEFT]
+    seen[_LEFT] = left - count
+    return count if count <= left else max(left, 0)
+
+
 class ValueEncoder:
     """Encodes objects into value records (dicts in the CodeTracer JSON shape).
 
@@ -230,8 +253,11 @@ class ValueEncoder:
 
         ``seen``: a dict that receives the id() of every container and object shown (True)
         and of what a change to would change what is shown (False)."""
+        if seen is None:
+            seen = {}
+        seen[_LEFT] = self.limits.nodes
         try:
-            return self._encode(value, depth, {} if seen is None else seen)
+            return self._encode(value, depth, seen)
         except RecursionError:
             return {"kind": "Error", "msg": "too deep to capture", "type_id": self.error_type}
         except Exception as exc:
@@ -279,7 +305,7 @@ class ValueEncoder:
             if stand_in is None:
                 return self.raw(value)
             return self._encode(stand_in(value), depth, seen)
-        if depth >= self.limits.depth:
+        if depth >= self.limits.depth or seen[_LEFT] <= 0:
             seen.setdefault(key, False)
             if kind is _OBJECT:  # "<T object>": the same record for every instance
                 known = self._object_raws.get(cls)
@@ -347,6 +373,10 @@ class ValueEncoder:
         return {"kind": "Raw", "r": "… {:,} more".format(count), "type_id": self.raw_type}
 
     def _items(self, items, total, cls, depth, seen, kind):
+        if depth:
+            shown = _spend(seen, len(items))
+            if shown < len(items):
+                items = items[:shown]
         elements = [self._encode(item, depth + 1, seen) for item in items]
         if total > len(elements):
             elements.append(self._cut(total - len(elements)))
@@ -364,6 +394,8 @@ class ValueEncoder:
     def _mapping(self, value, cls, depth, seen):
         elements = []
         limit = self.limits.items
+        if depth:
+            limit = _spend(seen, min(limit, dict.__len__(value)))
         for index, (key, item) in enumerate(dict.items(value)):
             if index == limit:
                 elements.append(self._cut(dict.__len__(value) - index))
@@ -381,6 +413,8 @@ class ValueEncoder:
     def _enum(self, value, cls, depth, seen):
         namespace = _instance_dict(value, cls) or {}
         name = namespace.get("_name_")
+        if depth:
+            _spend(seen, 1)
         contents = self._encode(namespace.get("_value_"), depth + 1, seen)
         return {"kind": "Variant", "discriminator": name if type(name) is str else "?",
                 "contents": contents, "type_id": self._type_id(KIND_VARIANT, cls)}
@@ -406,6 +440,8 @@ class ValueEncoder:
                 type_id = self._shape(key)
             if type_id is not None:
                 seen.setdefault(id(namespace), False)  # stores into it change this object
+                if depth:
+                    _spend(seen, len(names))
                 encode = self._encode
                 depth += 1
                 return {"kind": "Struct",
@@ -443,6 +479,8 @@ class ValueEncoder:
         return type_id
 
     def _struct(self, fields, cls, depth, seen):
+        if depth:
+            _spend(seen, len(fields))  # a Struct shows all fields of its type
         names = tuple(name for name, _ in fields)
         values = []
         for name, item in fields:

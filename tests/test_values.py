@@ -1053,6 +1053,69 @@ def test_hostile_values_are_shown_without_running_user_code(tmp_path):
     assert {v["f"] for v in raw_values if v["kind"] == "Float"} >= {"NaN", "inf", "-inf", "-0.0"}
 
 
+NODE_BUDGET = """
+    class Square:
+        def __init__(self, board, position):
+            self.board = board
+            self.position = position
+            self.color = 0
+            self.neighbours = []
+
+    class Board:
+        def __init__(self, size):
+            self.size = size
+            self.squares = [Square(self, i) for i in range(size)]
+
+    def main():
+        board = Board(40)
+        flat = list(range(100))
+        rows = [[i] * 3 for i in range(40)]
+        table = {"inner": {i: -i for i in range(80)}}
+        done = True                                   # [END]
+
+    main()
+    """
+
+
+def test_an_object_graph_is_cut_at_the_node_budget(tmp_path):
+    """A record shows at most Limits.nodes fields and elements of nested containers and
+    objects (the top-level value's own are not counted); what comes later is summarised as
+    at the depth limit, and a cut container says how many elements it did not show."""
+    from ctinstrument.values import NODES
+    assert 40 <= NODES < 80, "the program below is sized for a budget in this range"
+    r = run(tmp_path, NODE_BUDGET)
+    values = at(r.trace.steps("main"), r["END"])
+    board = values["board"]
+    assert board.type_name == "__main__.Board" and board["size"] == 40
+    squares = board["squares"]
+    shown = 40  # the list's own elements are nested: they count
+    assert len(squares) == shown
+    expanded = [s for s in squares[:shown] if isinstance(s, Struct)]
+    summarised = [s for s in squares[:shown] if not isinstance(s, Struct)]
+    # each expanded Square shows its 4 fields, all of them counted
+    assert len(expanded) == max(0, (NODES - shown + 3) // 4)
+    assert [s["position"] for s in expanded] == list(range(len(expanded)))
+    # (their fields are at the depth limit)
+    assert all(s["board"] == Raw("<__main__.Board object>") for s in expanded)
+    assert summarised == [Raw("<__main__.Square object>")] * len(summarised), summarised[:2]
+    # a flat list of 100 numbers: only its own elements, not counted
+    assert values["flat"] == list(range(100))
+    # 40 nested lists of 3: the first ones in full, one cut where the budget ends, then
+    # summaries
+    rows = values["rows"]
+    assert len(rows) == 40
+    whole, rest = divmod(NODES, 3)
+    assert rows[:whole] == [[i] * 3 for i in range(whole)]
+    if rest:
+        assert rows[whole] == [whole] * rest + [Raw("… {:,} more".format(3 - rest))]
+        whole += 1
+    assert rows[whole:] == [Raw("<list of 3 items>")] * (40 - whole)
+    # a nested dict: its first entries, then the cut
+    inner = values["table"]["inner"]
+    assert inner[:NODES] == [(i, -i) for i in range(NODES)]
+    assert inner[NODES:] == [Raw("… {:,} more".format(80 - NODES))]
+
+
 # -- redaction -----------------------------------------------------------------------------------
 
 REDACTION = """
