@@ -25,29 +25,39 @@ from .config import BOOL, LIST, OPTIONS
 
 # Options that take a value (the next word is never the script), from the options table.
 VALUE_OPTIONS = {flag for option in OPTIONS if option.kind != BOOL for flag in option.flags}
+# click tries every word as a long option first and builds a NoSuchOption, with difflib's
+# suggestions, before it tries it as a short one: a tenth of a plain start-up per short flag.
+LONG_FLAGS = {short: long for option in OPTIONS
+              for short, long in zip(option.flags, option.flags[1:])
+              if not short.startswith("--") and long.startswith("--")}
+LONG_FLAGS["-h"] = "--help"
 
 
 def split_argv(argv):
-    """Split ``argv`` into (ctinstrument options, [script] or [-m, module], program args)."""
+    """Split ``argv`` into (ctinstrument options, [script] or [-m, module], program args);
+    the options' short flags are given in their long form (LONG_FLAGS)."""
+    options = []
     index = 0
     while index < len(argv):
         word = argv[index]
         if word == "--":
-            return argv[:index], argv[index + 1:index + 2], argv[index + 2:]
+            return options, argv[index + 1:index + 2], argv[index + 2:]
         if word == "-m":
-            return argv[:index], ["-m"] + argv[index + 1:index + 2], argv[index + 2:]
+            return options, ["-m"] + argv[index + 1:index + 2], argv[index + 2:]
         if word.startswith("-m") and not word.startswith("--"):
-            return argv[:index], ["-m", word[2:]], argv[index + 1:]
+            return options, ["-m", word[2:]], argv[index + 1:]
         if word in VALUE_OPTIONS:
             if index + 1 == len(argv):
-                return argv, [], []  # click reports the missing value
+                return options + [word], [], []  # click reports the missing value
+            options += [LONG_FLAGS.get(word, word), argv[index + 1]]
             index += 2
             continue
         if word.startswith("-") and word != "-":
+            options.append(LONG_FLAGS.get(word, word))
             index += 1
             continue
-        return argv[:index], [word], argv[index + 1:]
-    return argv, [], []
+        return options, [word], argv[index + 1:]
+    return options, [], []
 
 
 def _table_options(function):
@@ -95,6 +105,9 @@ def _fail(message, status=2):
 def parse(argv):
     """Parse ``argv``; returns the options dict and the program's args, or exits (status 2)."""
     options, target, program_args = split_argv(list(argv))
+    module = target[1] if len(target) == 2 and target[0] == "-m" else None
+    if module is not None:
+        target = []  # given to click as no script: a "-m" word would cost what LONG_FLAGS saves
     try:
         parsed = command.main(args=options + ["--"] + target if target[:1] != ["-m"]
                               else options + target, prog_name="python -m ctinstrument",
@@ -107,6 +120,8 @@ def parse(argv):
         _fail("aborted")
     if not isinstance(parsed, dict):  # --help / --version already printed
         sys.exit(0)
+    if module is not None:
+        parsed["module"] = module
     if parsed["module"] and parsed["script"]:
         _fail("give either a script or -m MODULE, not both")
     if not parsed["module"] and not parsed["script"]:

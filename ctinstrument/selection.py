@@ -22,7 +22,6 @@ import fnmatch
 import os
 import re
 import sys
-import sysconfig
 
 from .errors import UsageError
 from .isolation import PATH
@@ -109,12 +108,22 @@ def split_patterns(values, allow_function=True):
     return patterns
 
 
+def library_dirs():
+    """Directories of installed code, as found (not resolved): the standard library's
+    (``platstdlib`` is the same directory wherever CPython ships) and every site-packages
+    directory.  Found from ``os`` and ``site``, not ``sysconfig``, whose import and path
+    expansion cost a tenth of a plain start-up."""
+    import site  # already imported unless python -S; importing it then runs nothing
+    dirs = [PATH.dirname(PATH.abspath(os.__file__))]
+    if hasattr(site, "getsitepackages"):
+        dirs.extend(site.getsitepackages())
+    if site.ENABLE_USER_SITE:
+        dirs.append(site.getusersitepackages())
+    return dirs
+
+
 def _library_dirs():
-    dirs = set()
-    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
-        path = sysconfig.get_paths().get(key)
-        if path:
-            dirs.add(PATH.realpath(path))
+    dirs = {PATH.realpath(path) for path in library_dirs()}
     for prefix in {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}:
         dirs.add(PATH.realpath(PATH.join(prefix, "lib")))
     return tuple(sorted(dirs))
@@ -143,7 +152,7 @@ class Selection:
         # The module run as __main__ (-m) is recorded whatever the patterns say.
         self.main_module = main_module
         self.project_dir = PATH.realpath(project_dir) if project_dir else None
-        # Now, not at the first decision: sysconfig's functions would run with the
+        # Now, not at the first decision: site's functions would run with the
         # builtins of the program by then.
         self._library = _library_dirs() if self.project_dir else ()
         self._by_path = any(p.path is not None for p in self.include + self.exclude)

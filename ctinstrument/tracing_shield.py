@@ -33,11 +33,12 @@ events of that function (``passes_through``).  Not hidden: a trace or profile fu
 
 import os
 import sys
-import sysconfig
 import types
+from importlib.machinery import PathFinder
 
 from .capture import hide_calling_frame
 from .isolation import PATH
+from .selection import library_dirs
 
 OWN, SHARED, PROGRAM = 0, 1, 2
 _OWN_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
@@ -47,14 +48,14 @@ def _shared_prefixes():
     """Where code lives that both ctinstrument and the program call: the standard library
     and ctinstrument's pure-Python dependencies."""
     prefixes = {"<frozen "}
-    for name in ("stdlib", "platstdlib"):
-        path = sysconfig.get_paths().get(name)
-        if path:
-            prefixes.add(os.path.join(path, ""))
-            prefixes.add(os.path.join(os.path.realpath(path), ""))
+    for path in library_dirs():
+        prefixes.add(PATH.join(path, ""))
+        prefixes.add(PATH.join(PATH.realpath(path), ""))
     for name in ("bytecode", "click", "tomli"):
         module = sys.modules.get(name)
-        origin = getattr(module, "__file__", None)
+        if module is None:  # imported later, on the first rewrite (found, not imported)
+            module = PathFinder.find_spec(name)
+        origin = getattr(module, "__file__", None) or getattr(module, "origin", None)
         if isinstance(origin, str):
             prefixes.add(os.path.join(os.path.dirname(origin), ""))
     return tuple(prefixes)

@@ -86,6 +86,19 @@ def test_version_and_help():
     assert "--include" in helptext.stdout and "-m MODULE" in helptext.stdout
 
 
+def test_short_flags_parse_as_their_long_forms():
+    from ctinstrument.cli import parse
+    short = parse(["-i", "a", "-o", "-i", "-m", "pkg.tool", "-v"])
+    long = parse(["--include", "a", "--out-dir", "-i", "-mpkg.tool", "-v"])
+    assert short == long
+    parsed, program_args = short
+    assert parsed["module"] == "pkg.tool" and parsed["script"] is None
+    assert parsed["given"] == {"include": ("a",), "out_dir": "-i"}  # a value, not a flag
+    assert program_args == ["-v"]
+    parsed, program_args = parse(["-i", "a", "prog.py", "-o", "x"])
+    assert (parsed["script"], parsed["module"], program_args) == ("prog.py", None, ["-o", "x"])
+
+
 def test_arguments_after_the_script_belong_to_the_script(script, tmp_path):
     args = ["--include", "x", "-o", "y", "-m", "z", "--", "plain"]
     plain = run_plain(script, args, cwd=tmp_path)
