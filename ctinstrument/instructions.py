@@ -40,10 +40,6 @@ PROLOGUE_TAKES_BODY_LINE = VERSION == (3, 10)
 PROLOGUE_WITHOUT_LINE = VERSION == (3, 10)
 # On 3.10 a generator's frame restarts its line tracking on every resume.
 RESUME_RESETS_LINE = VERSION == (3, 10)
-# 3.10 reports a line event when an exception jumps to a handler on another line than the
-# raising one: the catch-all handler has no line, so that an exception leaving the frame is
-# reported as without it.
-UNWIND_HANDLER_WITHOUT_LINE = VERSION == (3, 10)
 # 3.10, 3.12+: a line event fires when the previously executed instruction had another
 # line, so one without a line number makes the next one a line event even on the same line.
 NO_LINE_RESETS_LINE = VERSION == (3, 10) or VERSION >= (3, 12)

@@ -473,12 +473,12 @@ def _insert_probes(bc, registry, fid, arg_loads, cell_loads, stores):
         out.append(TryEnd(our_try))
     if wrap:
         out.append(handler)
+        # No line: an interpreter reports a line event when an exception jumps to a handler
+        # on another line than the raising one (3.10) or to a handler's first instruction
+        # (3.11+), and an exception leaving the frame must be reported as without this one.
         unwind = ins.unwind_handler(UNWIND, fid)
-        if ins.UNWIND_HANDLER_WITHOUT_LINE:
-            for instr in unwind:
-                instr.lineno = None
-        else:
-            _located(unwind, prev_instr or first)
+        for instr in unwind:
+            instr.lineno = None
         out.extend(unwind)
 
     bc[:] = out
