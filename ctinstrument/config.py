@@ -86,7 +86,9 @@ OPTIONS = (
            ("--cache/--no-cache",)),
 )
 BY_NAME = {option.name: option for option in OPTIONS}
-ENV_NAMES = {env for option in OPTIONS for env in option.env}
+# Read by disabled.py before any option: known, so never warned about as unknown.
+DISABLED_ENV = ENV_PREFIX + "DISABLED"
+ENV_NAMES = {env for option in OPTIONS for env in option.env} | {DISABLED_ENV}
 
 
 class Settings:

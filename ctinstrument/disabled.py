@@ -13,10 +13,10 @@ or run anything before the program that a plain run would not.
 import os
 import sys
 
-from .config import _FALSE, _TRUE
+from .config import _FALSE, _TRUE, DISABLED_ENV
 from .errors import UsageError
 
-VARIABLE = "CTINSTRUMENT_DISABLED"
+VARIABLE = DISABLED_ENV
 
 
 def is_disabled(environ=None):

@@ -55,6 +55,7 @@ def test_disabled_false_records(tmp_path):
     result = _run(["-m", "ctinstrument", "-o", str(tmp_path / "trace"), str(script), "0"],
                   tmp_path, disabled="0")
     assert result.returncode == 0, result.stderr
+    assert "warning" not in result.stderr  # a known variable, not an unknown one
     assert (tmp_path / "trace" / "trace.json").is_file()
 
 
