@@ -158,6 +158,16 @@ class Selection:
         self._by_path = any(p.path is not None for p in self.include + self.exclude)
         self._real_dirs = {}
 
+    def own_includes(self):
+        """Texts of the include patterns that name ctinstrument or a module it runs on
+        (``_NEVER``: its dependencies, pytest), which are never recorded."""
+        found = []
+        for pattern in self.include:
+            top = (pattern.module or "*").partition(".")[0]
+            if top != "*" and fnmatch.filter(_NEVER, top):  # not the catch-all "*"
+                found.append(pattern.text)
+        return found
+
     def describe(self):
         """The effective selection as a JSON-ready dict (for ``trace_metadata.json``)."""
         return {

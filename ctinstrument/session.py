@@ -17,7 +17,7 @@ from .errors import UsageError
 from .import_hook import ImportHook
 from .recorder import Recorder
 from .redaction import Redaction
-from .selection import Selection
+from .selection import _NEVER, Selection
 from .termination import SigtermFinaliser
 from . import tracing_shield
 
@@ -66,6 +66,10 @@ class Session:
             out_dir, program, args, redaction=Redaction(redact_names) if redact else None,
             is_root=self.selection.is_root if self.selection.roots else None)
         self.recorder.extra_metadata["selection"] = self.selection.describe()
+        for text in self.selection.own_includes():
+            self.recorder.warn("warning: include pattern %s is not recorded: ctinstrument never "
+                               "records itself or the modules it runs on (%s)"
+                               % (text, ", ".join(_NEVER)))
         if settings is not None:
             self.recorder.extra_metadata["settings"] = settings
         self.hook = ImportHook(self.selection, self.recorder, cache=cache)

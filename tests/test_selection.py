@@ -264,3 +264,18 @@ def test_roots_that_cannot_fire_are_reported(tmp_path):
         "ctinstrument: warning: activation root helper:nosuch matched no function of an "
         "instrumented module\nctinstrument: warning: nothing was recorded (no instrumented "
         "line ran while recording was on); --explain shows what was instrumented\n")
+
+
+def test_including_a_module_ctinstrument_runs_on_is_warned_about(tmp_path):
+    from ctinstrument.selection import Selection, split_patterns
+    selection = Selection(split_patterns(["click", "click.core", "orj*", "*", "app.*",
+                                          "pkg:run"]))
+    assert selection.own_includes() == ["click", "click.core", "orj*"]
+    script = tmp_path / "prog.py"
+    script.write_text("import click\nprint(click.style('x'))\n")
+    result = record(script, tmp_path / "t", options=["--include", "click"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == run_plain(script, cwd=tmp_path).stdout
+    assert "include pattern click is not recorded: ctinstrument never records itself" \
+        in result.stderr
+    assert_conformant(tmp_path / "t")
