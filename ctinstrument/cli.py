@@ -105,13 +105,16 @@ def _fail(message, status=2):
 def parse(argv):
     """Parse ``argv``; returns the options dict and the program's args, or exits (status 2)."""
     options, target, program_args = split_argv(list(argv))
-    module = target[1] if len(target) == 2 and target[0] == "-m" else None
-    if module is not None:
-        target = []  # given to click as no script: a "-m" word would cost what LONG_FLAGS saves
+    module = None
+    if target[:1] == ["-m"]:
+        if len(target) == 2:  # taken here: a "-m" word would cost click what LONG_FLAGS saves
+            module, target = target[1], []
+        else:
+            options = options + target  # "-m" without a module: click reports it
+            target = None
     try:
-        parsed = command.main(args=options + ["--"] + target if target[:1] != ["-m"]
-                              else options + target, prog_name="python -m ctinstrument",
-                              standalone_mode=False)
+        parsed = command.main(args=options if target is None else options + ["--"] + target,
+                              prog_name="python -m ctinstrument", standalone_mode=False)
     except click.exceptions.ClickException as exc:
         _fail(exc.format_message())
     except click.exceptions.Exit as exc:

@@ -16,20 +16,18 @@ import sys
 from .config import _FALSE, _TRUE, DISABLED_ENV
 from .errors import UsageError
 
-VARIABLE = DISABLED_ENV
-
 
 def is_disabled(environ=None):
     """Whether ``$CTINSTRUMENT_DISABLED`` (in ``environ``, default ``os.environ``) is true;
     unset or empty is false.  Raises UsageError for a value that is not a boolean."""
-    text = (os.environ if environ is None else environ).get(VARIABLE, "")
+    text = (os.environ if environ is None else environ).get(DISABLED_ENV, "")
     word = text.strip().lower()
     if not word or word in _FALSE:
         return False
     if word in _TRUE:
         return True
     raise UsageError("$%s must be one of 1/0/true/false/yes/no/on/off, not %r"
-                     % (VARIABLE, text))
+                     % (DISABLED_ENV, text))
 
 
 def interpreter_options(orig_argv, argv):

@@ -30,7 +30,7 @@ from .isolation import PATH
 # costs start-up time.
 _MODULE_PATTERN = r"^[A-Za-z_*?\[][\w*?\[\]!.-]*$"
 _QUALNAME_PATTERN = r"^[\w*?\[\]!.<>-]+$"
-_NEVER = ("ctinstrument", "bytecode", "orjson", "click", "_pytest", "pytest", "pluggy",
+NEVER_RECORDED = ("ctinstrument", "bytecode", "orjson", "click", "_pytest", "pytest", "pluggy",
           "tomli")
 _EXPECTED = ("expected a module name, a glob such as pkg.*.views, a file or directory path, "
              "or a function such as pkg.mod:Class.method")
@@ -160,11 +160,13 @@ class Selection:
 
     def own_includes(self):
         """Texts of the include patterns that name ctinstrument or a module it runs on
-        (``_NEVER``: its dependencies, pytest), which are never recorded."""
+        (``NEVER_RECORDED``: its dependencies, pytest), which are never recorded."""
         found = []
         for pattern in self.include:
-            top = (pattern.module or "*").partition(".")[0]
-            if top != "*" and fnmatch.filter(_NEVER, top):  # not the catch-all "*"
+            if pattern.module is None:  # a path pattern
+                continue
+            top = pattern.module.partition(".")[0]
+            if top != "*" and fnmatch.filter(NEVER_RECORDED, top):  # "*" means the program
                 found.append(pattern.text)
         return found
 
@@ -187,7 +189,7 @@ class Selection:
                 return False, "excluded by %s" % pattern.text
         if name == self.main_module:
             return True, "the program's main module"
-        if name.partition(".")[0] in _NEVER:
+        if name.partition(".")[0] in NEVER_RECORDED:
             return False, "part of ctinstrument or its dependencies"
         if self._by_path:
             return None, "depends on the file"

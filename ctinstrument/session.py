@@ -17,7 +17,7 @@ from .errors import UsageError
 from .import_hook import ImportHook
 from .recorder import Recorder
 from .redaction import Redaction
-from .selection import _NEVER, Selection
+from .selection import NEVER_RECORDED, Selection
 from .termination import SigtermFinaliser
 from . import tracing_shield
 
@@ -69,7 +69,7 @@ class Session:
         for text in self.selection.own_includes():
             self.recorder.warn("warning: include pattern %s is not recorded: ctinstrument never "
                                "records itself or the modules it runs on (%s)"
-                               % (text, ", ".join(_NEVER)))
+                               % (text, ", ".join(NEVER_RECORDED)))
         if settings is not None:
             self.recorder.extra_metadata["settings"] = settings
         self.hook = ImportHook(self.selection, self.recorder, cache=cache)

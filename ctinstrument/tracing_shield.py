@@ -57,7 +57,7 @@ def _shared_prefixes():
             module = PathFinder.find_spec(name)
         origin = getattr(module, "__file__", None) or getattr(module, "origin", None)
         if isinstance(origin, str):
-            prefixes.add(os.path.join(os.path.dirname(origin), ""))
+            prefixes.add(PATH.join(PATH.dirname(origin), ""))
     return tuple(prefixes)
 
 
