@@ -41,7 +41,7 @@ import types
 
 import orjson
 
-from . import protocol
+from . import protocol, values
 from .protocol import CACHE_OPCODE, CALL_OPCODES, UNPROBED_DELEGATION, UNSEEN_RESUME_KEEPS_LINE
 from .values import class_attribute, plain_instance_dict
 
@@ -94,6 +94,9 @@ _STRING_VALUE = b'{"kind":"String","text":%s,"type_id":%d}'
 _new_place = None
 _items = 100  # Limits.items of the encoder (bind sets it)
 _depth = 3  # Limits.depth of the encoder (bind sets it)
+_nodes = values.NODES  # Limits.nodes of the encoder (bind sets it)
+# The key of a walk's ``seen`` (whose other keys are ids) that holds the nodes left.
+_BUDGET = None
 _scalars = _KEEP.issuperset
 _Function = types.FunctionType
 # Class -> getter of its instances' __dict__ when that alone is what they show, or None.
@@ -189,7 +192,7 @@ def bind(recorder, gated=False):
     global _limit
     global _encode, _gated
     global _sent_variable, _lost_return, _enabled, _redacted, _int_type, _str_type, _short_string
-    global _new_place, _items, _depth, _code_functions
+    global _new_place, _items, _depth, _nodes, _code_functions
     _recorder = recorder
     _code_functions = recorder.code_functions
     _gated = gated
@@ -207,6 +210,7 @@ def bind(recorder, gated=False):
     _short_string = recorder.encoder.limits.string
     _items = recorder.encoder.limits.items
     _depth = recorder.encoder.limits.depth
+    _nodes = recorder.encoder.limits.nodes
     _redacted = recorder.redacted
     _sent_variable = recorder.variable_id("<sent>")
     _lost_return = {"Return": {"return_value": recorder.encoder.lost_frame_value()}}
@@ -505,15 +509,23 @@ def _fingerprint(value):
     list of ints, the scalars it names), or None when ``value`` holds something it cannot
     describe.  Equal int lists mean an equal encoding: scalars count by identity (they are
     held, so their ids cannot be reused), containers and plain objects by type, length,
-    keys and items, within the encoder's limits; no user code runs."""
+    keys and items, within the encoder's limits (its node budget too, spent in the same
+    order, so the walk stops where the record does); no user code runs."""
     ids = []
     held = []
     try:
-        if _walk(value, 0, ids, held, {}):
+        if _walk(value, 0, ids, held, {_BUDGET: _nodes}):
             return ids, held
     except Exception:  # RecursionError, or a container changed size while walked
         pass
     return None
+
+
+def _spend(seen, count):
+    """values._spend, for the walk: take ``count`` nodes from the budget in ``seen``."""
+    left = seen[_BUDGET]
+    seen[_BUDGET] = left - count
+    return count if count <= left else max(left, 0)
 
 
 def _walk(value, depth, ids, held, seen):
@@ -530,7 +542,8 @@ def _walk(value, depth, ids, held, seen):
     if cls is _Module or cls is type:  # shown by name, and long-lived
         ids.append(id(value))
         return True
-    if depth >= _depth:  # shown as a Raw naming the type (and the length of a container)
+    if depth >= _depth or seen[_BUDGET] <= 0:
+        # Shown as a Raw naming the type (and the length of a container).
         ids.append(id(cls))
         if cls is list or cls is tuple or cls is dict or cls is set or cls is frozenset:
             ids.append(len(value))
@@ -546,8 +559,12 @@ def _walk(value, depth, ids, held, seen):
     seen[key] = len(seen)
     ids.append(id(cls))
     if cls is list or cls is tuple:
-        ids.append(len(value))
-        items = value[:_items] if len(value) > _items else value
+        total = len(value)
+        ids.append(total)
+        count = total if total <= _items else _items
+        if depth:
+            count = _spend(seen, count)
+        items = value[:count] if count < total else value
         if _scalars(map(type, items)):  # the common case, in C
             ids.extend(map(id, items))
             held.extend(items)
@@ -557,35 +574,46 @@ def _walk(value, depth, ids, held, seen):
                 return False
         return True
     if cls is set or cls is frozenset:
-        ids.append(len(value))
-        count = 0
+        total = len(value)
+        ids.append(total)
+        count = total if total <= _items else _items
+        if depth:
+            count = _spend(seen, count)
         for item in value:
-            if count == _items:
+            if not count:
                 break
-            count += 1
+            count -= 1
             if not _walk(item, depth + 1, ids, held, seen):
                 return False
         return True
-    if cls is not dict:
+    if cls is dict:
+        total = len(value)
+        count = total if total <= _items else _items
+        if depth:
+            count = _spend(seen, count)
+    else:  # an object shows all its fields (up to the item limit), whatever the budget
         getter = _plain(cls)
         if getter is None:
             return False
         value = getter(value, cls)
         if type(value) is not dict:
             return False
-    ids.append(len(value))
-    if len(value) <= _items and _scalars(map(type, value)) \
+        total = len(value)
+        count = total if total <= _items else _items
+        if depth:
+            _spend(seen, count)
+    ids.append(total)
+    if count == total and _scalars(map(type, value)) \
             and _scalars(map(type, value.values())):  # the common case, in C
         ids.extend(map(id, value))
         ids.extend(map(id, value.values()))
         held.extend(value)
         held.extend(value.values())
         return True
-    count = 0
     for name, item in value.items():
-        if count == _items:
+        if not count:
             break
-        count += 1
+        count -= 1
         if type(name) not in _KEEP:
             return False
         ids.append(id(name))

@@ -752,6 +752,29 @@ PROGRAMS.update({
             return xs, d.parts
         print(main())
     """,
+    # A value bigger than the node budget (Limits.nodes): the fingerprint that skips
+    # re-encoding it must cover every node the record shows, spent in the record's order,
+    # and may stop where the record does.  The setitem calls are C code no probe sees.
+    "changes_inside_and_beyond_the_node_budget": """
+        from operator import setitem
+        class Cell:
+            def __init__(self, n):
+                self.n = n
+                self.row = [0]
+        def main():
+            board = [[0] * 8 for _ in range(9)]
+            cells = {k: Cell(k) for k in range(60)}
+            len(board); len(cells)
+            setitem(board[5], 7, 1)
+            setitem(board[8], 0, 2)
+            setitem(cells[3].row, 0, 5)
+            len(board); len(cells)
+            setattr(cells[4], "n", -4)
+            setattr(cells[59], "n", -59)
+            setitem(board[6], 1, 3)
+            return sum(map(sum, board)), cells[4].n
+        print(main())
+    """,
 })
 
 # A larger program: a stack-machine interpreter running an inventory simulation.
