@@ -40,7 +40,8 @@ _type_dict = type.__dict__["__dict__"].__get__
 _type_name_of = type.__dict__["__qualname__"].__get__
 _type_module_of = type.__dict__["__module__"].__get__
 _type_mro = type.__dict__["__mro__"].__get__
-_exception_args = BaseException.__dict__["args"].__get__
+# The args tuple of an exception, read past any property a subclass defines.
+exception_args = BaseException.__dict__["args"].__get__
 _GetSet = types.GetSetDescriptorType
 _Member = types.MemberDescriptorType
 # Types whose repr is computed by the interpreter from the value alone.
@@ -173,6 +174,26 @@ def _find_slot_names(cls):
     return names
 
 
+def shown_as(cls):
+    """How the encoder shows instances of ``cls``, for the fingerprint walk of probes.py:
+    ``"raw"`` (a Raw record whose text depends on the value, see ``ValueEncoder.raw``),
+    ``"opaque"`` (``<T object>``, whatever the instance holds), ``"items"`` (a list, tuple,
+    set, frozenset or deque, or a subclass of one: its first items), ``"mapping"`` (a dict
+    or a subclass), ``"named tuple"``, ``"object"`` (a Struct of the instance dict alone,
+    read with ``plain_instance_dict``), or None for any other way (enums, slots, reprs)."""
+    kind = _kind_of(cls)
+    if kind in (_LIST, _TUPLE, _SET, _FROZENSET, _DEQUE):
+        return "items"
+    if kind in (_RAW, _MAPPING, _NAMED_TUPLE):
+        return kind
+    if kind is not _OBJECT:
+        return None
+    if _slot_names(cls):
+        return None
+    # Without the interpreter's own __dict__ descriptor no field is read (see _object).
+    return "object" if type(class_attribute(cls, "__dict__")) is _GetSet else "opaque"
+
+
 # How a class's instances are encoded (decided once per class by _kind_of).
 _SAFE, _RAW, _OWN, _MAPPING, _ENUM, _NAMED_TUPLE, _TUPLE, _LIST, _SET, _FROZENSET, _DEQUE, \
     _OBJECT = ("safe", "raw", "own", "mapping", "enum", "named tuple", "tuple", "list", "set",
@@ -244,6 +265,7 @@ class ValueEncoder:
         self._types = {}
         self._kinds = {}  # class -> how its instances are encoded
         self._object_raws = {}  # class -> the Raw record of its instances at the depth limit
+        self._function_raws = {}  # __qualname__ -> the Raw record of a function
         # (class, field names) -> Struct type id of an instance dict shown as it is, or None
         # (a name that is not a str or names a secret: see _object).
         self._shapes = {}
@@ -494,6 +516,16 @@ class ValueEncoder:
     def raw(self, value):
         """A ``Raw`` record naming the value's type (and a safe detail for a few builtins)."""
         cls = type(value)
+        if cls is types.FunctionType:  # the commonest (namespaces, dicts of callbacks)
+            name = value.__qualname__
+            known = self._function_raws.get(name)
+            if known is None:
+                if len(self._function_raws) > 10_000:
+                    self._function_raws.clear()
+                known = self._function_raws[name] = {
+                    "kind": "Raw", "r": safe_text(self._describe(value, cls)),
+                    "type_id": self._type_id(KIND_RAW, cls)}
+            return known
         return {"kind": "Raw", "r": safe_text(self._describe(value, cls)),
                 "type_id": self._type_id(KIND_RAW, cls)}
 
@@ -516,7 +548,7 @@ class ValueEncoder:
         return "<%s object>" % type_name(cls)
 
     def _describe_exception(self, value, cls):
-        args = _exception_args(value)
+        args = exception_args(value)
         shown = []
         for arg in args[:3]:
             kind = type(arg)

@@ -775,6 +775,80 @@ PROGRAMS.update({
             return sum(map(sum, board)), cells[4].n
         print(main())
     """,
+    # Values the fingerprint walk describes beyond builtin containers and plain objects
+    # (subclasses, named tuples, objects without a dict, Raw-shown values), each changed by
+    # C code no probe sees after a line that changed nothing (a fingerprint is taken when a
+    # re-encoding finds no change, and decides at the next check).
+    "fingerprinted_subclasses_and_raw_values": """
+        import collections, re
+        from operator import setitem
+        calls = []  # what the recorder must never call: the subclasses' own methods
+        class Row(list):
+            def __len__(self):
+                calls.append("Row.__len__")
+                return 0
+            def __getitem__(self, index):
+                calls.append("Row.__getitem__")
+                return 0
+            def __iter__(self):
+                calls.append("Row.__iter__")
+                return iter(())
+        class Table(dict):
+            def __iter__(self):
+                calls.append("Table.__iter__")
+                return iter(())
+            def items(self):
+                calls.append("Table.items")
+                return []
+        class Tags(set):
+            def __iter__(self):
+                calls.append("Tags.__iter__")
+                return iter(())
+            def __len__(self):
+                calls.append("Tags.__len__")
+                return 0
+        class Frozen(frozenset):
+            pass
+        Pair = collections.namedtuple("Pair", "left right")
+        class Holder:
+            def run(self):
+                return 1
+            def other(self):
+                return 2
+        def main():
+            row = Row([1, 2])
+            table = Table(a=[1])
+            tags = Tags({1})
+            pair = Pair([0], "x")
+            queue = collections.deque([1])
+            holder = Holder()
+            pattern = re.compile("a+")
+            error = ValueError("first")
+            things = [row, table, tags, pair, queue, Frozen({3}), pattern, error, holder.run,
+                      len, [Row([5])], (Pair(1, [2]),)]
+            len(things)
+            setitem(row, 0, 10)
+            len(things)
+            setitem(table["a"], 0, 20)
+            len(things)
+            tags.add(2)
+            len(things)
+            pair.left.append(30)
+            len(things)
+            queue.append(2)
+            len(things)
+            setattr(error, "args", ("second",))
+            len(things)
+            setitem(things, 8, holder.other)
+            len(things)
+            setitem(things[10][0], 0, 50)
+            len(things)
+            setitem(things[11][0][1], 0, 60)
+            len(things)
+            setitem(things, 9, max)
+            return len(things), calls
+        print(main())
+    """,
 })
 
 # A larger program: a stack-machine interpreter running an inventory simulation.

@@ -139,10 +139,13 @@ class Activation:
     steps: list = field(default_factory=list)
     # (line of the step it is written at, kind, variable name, decoded value): kind is
     # "assign" (an AssignCell of a place a variable of this activation is bound to, written
-    # while the activation runs, by it or by a callee) or "drop" (DropVariable).
+    # while the activation runs, by it or by a callee, or a VariableCell that moves a
+    # variable bound before in this activation to a place already holding a value) or
+    # "drop" (DropVariable).
     history: list = field(default_factory=list)
     returned: object = None
     bound: dict = field(default_factory=dict)  # place -> variable names bound to it
+    place_of: dict = field(default_factory=dict)  # variable name -> its place
 
 
 class Trace:
@@ -151,9 +154,11 @@ class Trace:
     A Step followed (ENTRY_GAP aside) by a Call is the callee's entry step and is left out.
     The values of a step are what ``ct_locals.py`` (the port of CodeTracer's backend, in
     ../shared) computes for it, decoded.  The history of an activation lists the
-    ``AssignCell`` events of the places its variables are bound to and its ``DropVariable``
-    events, at the step they are written at (where the change is first shown: the step
-    after the line that made it).
+    ``AssignCell`` events of the places its variables are bound to, the bindings that move
+    a variable to another place that already holds a value (a record shared by content;
+    a first binding to such a place is not listed), and its
+    ``DropVariable`` events, at the step they are written at (where the change is first
+    shown: the step after the line that made it).
     """
 
     def __init__(self, events, paths):
@@ -167,6 +172,7 @@ class Trace:
         line = None  # of the latest Step
         thread = 1
         by_index = {}  # index among all Steps -> Step of an activation
+        place_values = {}  # place -> its last AssignCell's value, decoded
         count = 0
         for index, event in enumerate(events):
             name = kind(event)
@@ -200,10 +206,19 @@ class Trace:
                 stacks[thread][-1].steps.append(step)
                 by_index[count - 1] = step
             elif name == "VariableCell":
-                stacks[thread][-1].bound.setdefault(payload["place"], set()).add(
-                    self.names[payload["variable_id"]])
+                activation = stacks[thread][-1]
+                variable = self.names[payload["variable_id"]]
+                place = payload["place"]
+                before = activation.place_of.get(variable)
+                if before != place:  # not a binding written again after a call
+                    activation.bound.get(before, set()).discard(variable)
+                    activation.bound.setdefault(place, set()).add(variable)
+                    activation.place_of[variable] = place
+                    if before is not None and place in place_values:
+                        activation.history.append(
+                            (line, "assign", variable, place_values[place]))
             elif name == "AssignCell":
-                value = self.decode(payload["new_value"])
+                value = place_values[payload["place"]] = self.decode(payload["new_value"])
                 for activation in stacks[thread]:
                     for variable in sorted(activation.bound.get(payload["place"], ())):
                         activation.history.append((line, "assign", variable, value))
