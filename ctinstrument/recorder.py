@@ -37,6 +37,11 @@ IO_MERGE_LIMIT = 8192
 FAILURE_LIMIT = 1000
 
 
+# The Step of a line site or a function's entry, kept for the whole run: formatted, not
+# orjson's output, which keeps the ~4 KB buffer it was written into (probes._kept).
+_STEP = b'{"Step":{"path_id":%d,"line":%d}}'
+
+
 class Recorder(ProbeRegistry):
     """Records one program run into ``out_dir`` (an existing, writable directory).
 
@@ -141,7 +146,7 @@ class Recorder(ProbeRegistry):
         arg_ids = tuple(-1 if arg.startswith(".") else self.variable_id(arg)
                         for arg in argnames)
         cell_ids = tuple(self.variable_id(cell) for cell in cellnames)
-        entry = orjson.dumps({"Step": {"path_id": path_id, "line": line}})
+        entry = _STEP % (path_id, line)
         data = orjson.dumps({"Function": {"path_id": path_id, "line": line, "name": name}})
         with self._lock:
             fid = len(self.functions)
@@ -169,7 +174,7 @@ class Recorder(ProbeRegistry):
 
     def line_site(self, function_id, line, flags):
         path_id = self._function_paths[function_id]
-        event = orjson.dumps({"Step": {"path_id": path_id, "line": line}})
+        event = _STEP % (path_id, line)
         with self._lock:
             self.sites.append((function_id, line, event, flags))
             self.root_sites.append(self.functions[function_id][7])

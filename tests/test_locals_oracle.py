@@ -849,6 +849,51 @@ PROGRAMS.update({
             return len(things), calls
         print(main())
     """,
+    # Found by a breaker: the walk rebuilt a dict subclass (hashing keys with the user's
+    # __hash__), counted an object's field named by an int (the record leaves it out, so the
+    # walk stopped one node early), and took names that change (a class's, a builtin
+    # method's, made from its __self__'s type) by identity.
+    "fingerprint_never_runs_user_code_and_follows_names": """
+        import abc, collections
+        from operator import setitem
+        hashed = []
+        class Key:
+            def __hash__(self):
+                hashed.append(1)
+                return 1
+        class Bare:
+            pass
+        class Base(abc.ABC):
+            pass
+        class Plain:
+            pass
+        class A(list):
+            pass
+        class B(list):
+            pass
+        def main():
+            counts = collections.defaultdict(int)
+            counts[Key()] += 1
+            before = len(hashed)
+            len(counts)
+            len(counts)
+            bare = Bare()
+            vars(bare)[5] = "x"
+            things = [bare, list(range(60))]
+            len(things)
+            setitem(things[1], 49, -1)
+            classes = [Base, Plain]
+            len(classes)
+            setattr(Base, "__qualname__", "Renamed")
+            len(classes)
+            setattr(Plain, "__qualname__", "Other")
+            a = A()
+            methods = [a.append]
+            len(methods)
+            setattr(a, "__class__", B)
+            return len(hashed) - before
+        print(main())
+    """,
 })
 
 # A larger program: a stack-machine interpreter running an inventory simulation.
