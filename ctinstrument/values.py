@@ -321,6 +321,8 @@ class ValueEncoder:
             return self._safe_repr(value, cls)
         if kind is _RAW:
             seen.setdefault(key, False)
+            if cls is types.BuiltinFunctionType:  # named after its __self__'s type
+                seen.setdefault(id(value.__self__), False)
             return self.raw(value)
         if kind is _OWN:
             stand_in = STAND_INS.get(cls)

@@ -891,6 +891,7 @@ PROGRAMS.update({
             methods = [a.append]
             len(methods)
             setattr(a, "__class__", B)
+            a.__class__ = A
             return len(hashed) - before
         print(main())
     """,
