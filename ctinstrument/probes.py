@@ -21,15 +21,15 @@ variable of a call is bound once to a place (``VariableCell``) and its value is 
 written once per distinct content, to a place that never changes, and a change moves the
 bindings that show it to the place of the new content (``_place_of``), so an object shown
 again, or a structure that returns to an earlier state, costs a binding, not a copy.  What a
-line changed is written after the
-*next* Step of its frame, where it is first true.  A line that cannot run other code (no
-call, no store into an object: ``SITE_RUNS_CODE`` from the rewriter) is checked only for the
-variables it stored; after any other line, a return into the frame or a resume, every
-variable is checked (by identity for immutable values, by re-encoding otherwise), so changes
-made in place, through aliases or by callees are seen at the next step.  The backend gives a
-step the bindings of the call that is current at the *next* step, so a call's entry drops the
-caller's bindings (``DropVariables``), which its next step binds again, and a frame that
-returns right after its own step binds its variables again before the ``Return``.
+line changed is written after the *next* Step of its frame, where it is first true.  A line
+that cannot run other code (no call, no store into an object: ``SITE_RUNS_CODE`` from the
+rewriter) is checked only for the variables it stored; after any other line, a return into
+the frame or a resume, every variable is checked (by identity for immutable values, by
+re-encoding otherwise), so changes made in place, through aliases or by callees are seen at
+the next step.  The backend gives a step the bindings of the call that is current at the
+*next* step, so a call's entry drops the caller's bindings (``DropVariables``), which its
+next step binds again, and a frame that returns right after its own step binds its variables
+again before the ``Return``.
 
 A frame left without a probe (a 3.10 ``yield from`` suspension, a ``throw()`` into a
 suspended generator) is repaired by ``_resync``, which keeps calls and returns balanced.
@@ -103,8 +103,9 @@ _new_place = None
 _items = 100  # Limits.items of the encoder (bind sets it)
 _depth = 3  # Limits.depth of the encoder (bind sets it)
 _nodes = values.NODES  # Limits.nodes of the encoder (bind sets it)
-# The key of a walk's ``seen`` (whose other keys are ids) that holds the nodes left.
-_BUDGET = None
+# A walk spends the record's node budget as the encoder does, in its ``seen`` dict.
+_BUDGET = values.NODES_LEFT
+_spend = values.spend_nodes
 _scalars = _KEEP.issuperset
 _Function = types.FunctionType
 # Class -> getter of its instances' __dict__ when that alone is what they show, or None.
@@ -546,13 +547,6 @@ def _fingerprint(value):
     return None
 
 
-def _spend(seen, count):
-    """values._spend, for the walk: take ``count`` nodes from the budget in ``seen``."""
-    left = seen[_BUDGET]
-    seen[_BUDGET] = left - count
-    return count if count <= left else max(left, 0)
-
-
 def _walk(value, depth, ids, held, seen):
     cls = type(value)
     if cls in _KEEP:
@@ -793,10 +787,11 @@ class ObjectPlace:
 
     ``ident``: id() of the object (alive while a shadow frame holds it, so the id cannot be
     reused while a binding shows this entry); ``place``: the place that shows its record
-    now, which bindings showing it must point at (see _place_of), ``own``/``owned``: its
-    own place for short records, or None, and the record last written there; ``data``/``visited``: its last written encoding and the ids
-    of what that shows; ``fingerprint``: taken once the encoding was found unchanged (see
-    _fingerprint); ``bound``: bindings showing it (the entry is forgotten at 0, which keeps
+    now, which bindings showing it must point at (see _place_of), ``own``/``owned``: its own
+    place for short records, or None, and the record last written there;
+    ``data``/``visited``: its last written encoding and the ids of what that shows;
+    ``fingerprint``: taken once the encoding was found unchanged (see _fingerprint);
+    ``bound``: bindings showing it (the entry is forgotten at 0, which keeps
     ``_object_places`` as small as the live bindings); ``log``/``epoch``/``at``: the thread
     log and its position when ``data`` was last found true (see _still_true)."""
 

@@ -58,8 +58,8 @@ STAND_INS = {}
 # 1,769 at 100, 895 at 50.
 NODES = 50
 # The key of ``seen`` (whose other keys are ids) that holds the nodes a record may still
-# show.
-_LEFT = "nodes left"
+# show (the fingerprint walk of probes.py keeps its budget so too).
+NODES_LEFT = "nodes left"
 
 
 class Limits:
@@ -229,10 +229,11 @@ def _kind_of(cls):
     return _OBJECT
 
 
-def _spend(seen, count):
-    """Take ``count`` nodes from the record's budget (Limits.nodes); how many may be shown."""
-    left = seen[_LEFT]
-    seen[_LEFT] = left - count
+def spend_nodes(seen, count):
+    """Take ``count`` nodes from the budget in ``seen`` (Limits.nodes, under NODES_LEFT);
+    returns how many of them may be shown (0 to ``count``)."""
+    left = seen[NODES_LEFT]
+    seen[NODES_LEFT] = left - count
     return count if count <= left else max(left, 0)
 
 
@@ -277,7 +278,7 @@ class ValueEncoder:
         and of what a change to would change what is shown (False)."""
         if seen is None:
             seen = {}
-        seen[_LEFT] = self.limits.nodes
+        seen[NODES_LEFT] = self.limits.nodes
         try:
             return self._encode(value, depth, seen)
         except RecursionError:
@@ -329,7 +330,7 @@ class ValueEncoder:
             if stand_in is None:
                 return self.raw(value)
             return self._encode(stand_in(value), depth, seen)
-        if depth >= self.limits.depth or seen[_LEFT] <= 0:
+        if depth >= self.limits.depth or seen[NODES_LEFT] <= 0:
             seen.setdefault(key, False)
             if kind is _OBJECT:  # "<T object>": the same record for every instance
                 known = self._object_raws.get(cls)
@@ -398,7 +399,7 @@ class ValueEncoder:
 
     def _items(self, items, total, cls, depth, seen, kind):
         if depth:
-            shown = _spend(seen, len(items))
+            shown = spend_nodes(seen, len(items))
             if shown < len(items):
                 items = items[:shown]
         elements = [self._encode(item, depth + 1, seen) for item in items]
@@ -419,7 +420,7 @@ class ValueEncoder:
         elements = []
         limit = self.limits.items
         if depth:
-            limit = _spend(seen, min(limit, dict.__len__(value)))
+            limit = spend_nodes(seen, min(limit, dict.__len__(value)))
         for index, (key, item) in enumerate(dict.items(value)):
             if index == limit:
                 elements.append(self._cut(dict.__len__(value) - index))
@@ -438,7 +439,7 @@ class ValueEncoder:
         namespace = _instance_dict(value, cls) or {}
         name = namespace.get("_name_")
         if depth:
-            _spend(seen, 1)
+            spend_nodes(seen, 1)
         contents = self._encode(namespace.get("_value_"), depth + 1, seen)
         return {"kind": "Variant", "discriminator": name if type(name) is str else "?",
                 "contents": contents, "type_id": self._type_id(KIND_VARIANT, cls)}
@@ -465,7 +466,7 @@ class ValueEncoder:
             if type_id is not None:
                 seen.setdefault(id(namespace), False)  # stores into it change this object
                 if depth:
-                    _spend(seen, len(names))
+                    spend_nodes(seen, len(names))
                 encode = self._encode
                 depth += 1
                 return {"kind": "Struct",
@@ -504,7 +505,7 @@ class ValueEncoder:
 
     def _struct(self, fields, cls, depth, seen):
         if depth:
-            _spend(seen, len(fields))  # a Struct shows all fields of its type
+            spend_nodes(seen, len(fields))  # a Struct shows all fields of its type
         names = tuple(name for name, _ in fields)
         values = []
         for name, item in fields:
@@ -518,18 +519,19 @@ class ValueEncoder:
     def raw(self, value):
         """A ``Raw`` record naming the value's type (and a safe detail for a few builtins)."""
         cls = type(value)
-        if cls is types.FunctionType:  # the commonest (namespaces, dicts of callbacks)
-            name = value.__qualname__
-            known = self._function_raws.get(name)
-            if known is None:
-                if len(self._function_raws) > 10_000:
-                    self._function_raws.clear()
-                known = self._function_raws[name] = {
-                    "kind": "Raw", "r": safe_text(self._describe(value, cls)),
+        if cls is not types.FunctionType:
+            return {"kind": "Raw", "r": safe_text(self._describe(value, cls)),
                     "type_id": self._type_id(KIND_RAW, cls)}
-            return known
-        return {"kind": "Raw", "r": safe_text(self._describe(value, cls)),
+        # The commonest (namespaces, dicts of callbacks): one record per qualified name.
+        name = value.__qualname__
+        known = self._function_raws.get(name)
+        if known is None:
+            if len(self._function_raws) > 10_000:
+                self._function_raws.clear()
+            known = self._function_raws[name] = {
+                "kind": "Raw", "r": safe_text(self._describe(value, cls)),
                 "type_id": self._type_id(KIND_RAW, cls)}
+        return known
 
     def _describe(self, value, cls):
         if cls in (list, tuple, dict, set, frozenset):
