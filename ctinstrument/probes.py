@@ -553,18 +553,6 @@ def _walk(value, depth, ids, held, seen):
         ids.append(id(value))
         held.append(value)
         return True
-    if cls is _Function:  # shown by its name
-        name = value.__qualname__
-        ids.append(id(name))
-        held.append(name)
-        return True
-    if cls is type:  # shown by its name, read afresh (a builtin type's is a new str)
-        ids.append(values.type_name(value))
-        return True
-    if cls is _Module:  # shown by its name
-        ids.append(id(value))
-        ids.append(value.__dict__.get("__name__"))
-        return True
     shape = _shapes.get(cls)
     if shape is None:
         if len(_shapes) > 10_000:  # classes made at run time must not pile up here
@@ -590,16 +578,9 @@ def _walk(value, depth, ids, held, seen):
     ids.append(id(cls))
     if shape == "items":  # the base type's C methods: a subclass cannot intercept them
         if cls is list or cls is tuple:
-            total = len(value)
-            items = value
-        elif issubclass(cls, list):
-            total = list.__len__(value)
-            items = list.__getitem__(value, slice(0, _items))
-        elif issubclass(cls, tuple):
-            total = tuple.__len__(value)
-            items = tuple.__getitem__(value, slice(0, _items))
-        else:  # sets and the deque: their first items, as the encoder iterates them
-            total, items = _first_items(value, cls)
+            items, total = value, len(value)
+        else:
+            items, total = values.first_items(value, cls, _items)
         ids.append(total)
         count = total if total <= _items else _items
         if depth:
@@ -667,27 +648,14 @@ def _walk(value, depth, ids, held, seen):
     return True
 
 
-def _first_items(value, cls):
-    """(length, first items) of a set, frozenset, deque or subclass, as the encoder reads
-    them (the base type's methods)."""
-    if issubclass(cls, set):
-        total, iterator = set.__len__(value), set.__iter__(value)
-    elif issubclass(cls, frozenset):
-        total, iterator = frozenset.__len__(value), frozenset.__iter__(value)
-    else:  # the deque itself: a subclass of it is shown as an object
-        total, iterator = len(value), iter(value)
-    items = []
-    for item in iterator:
-        if len(items) == _items:
-            break
-        items.append(item)
-    return total, items
-
-
 def _walk_raw(value, cls, ids, held):
     """Fingerprint of a value shown as a Raw record (see ValueEncoder._describe): what its
     text is made of (objects by id, held so that the ids stay unique; names by value)."""
-    if cls is _BuiltinFunction:  # its name, made afresh from its __self__'s type
+    if cls is _Function:  # its __qualname__, a str the function holds
+        name = value.__qualname__
+        ids.append(id(name))
+        held.append(name)
+    elif cls is _BuiltinFunction:  # its name, made afresh from its __self__'s type
         ids.append(value.__qualname__)
     elif cls is _Method:
         function = value.__func__
@@ -697,12 +665,15 @@ def _walk_raw(value, cls, ids, held):
             name = function.__qualname__
             ids.append(id(name))
             held.append(name)
+    elif cls is _Module:
+        ids.append(id(value))
+        ids.append(value.__dict__.get("__name__"))
     elif issubclass(cls, BaseException):
         args = values.exception_args(value)
         ids.append(id(cls))
         ids.append(id(args))
         held.append(args)
-    else:  # a class (of a metaclass): shown by its name
+    else:  # a class: its name, read afresh (a builtin type's is made on each read)
         ids.append(values.type_name(value))
     return True
 

@@ -14,6 +14,7 @@ encoded and dropped: the encoder keeps no reference to them.
 import binascii
 import collections
 import enum
+import itertools
 import math
 import types
 
@@ -194,6 +195,23 @@ def shown_as(cls):
     return "object" if type(class_attribute(cls, "__dict__")) is _GetSet else "opaque"
 
 
+def first_items(value, cls, limit):
+    """(the first ``limit`` items, as a list or tuple, and the length) of ``value``, an
+    instance ``cls`` of list, tuple, set or frozenset (or a subclass) or of deque, read
+    through the base type's C methods so that a subclass cannot intercept them."""
+    if issubclass(cls, tuple):
+        return tuple.__getitem__(value, slice(0, limit)), tuple.__len__(value)
+    if issubclass(cls, list):
+        return list.__getitem__(value, slice(0, limit)), list.__len__(value)
+    if issubclass(cls, set):
+        iterator, total = set.__iter__(value), set.__len__(value)
+    elif issubclass(cls, frozenset):
+        iterator, total = frozenset.__iter__(value), frozenset.__len__(value)
+    else:  # the deque itself (a subclass of it is shown as an object)
+        iterator, total = iter(value), len(value)
+    return list(itertools.islice(iterator, limit)), total
+
+
 # How a class's instances are encoded (decided once per class by _kind_of).
 _SAFE, _RAW, _OWN, _MAPPING, _ENUM, _NAMED_TUPLE, _TUPLE, _LIST, _SET, _FROZENSET, _DEQUE, \
     _OBJECT = ("safe", "raw", "own", "mapping", "enum", "named tuple", "tuple", "list", "set",
@@ -350,18 +368,9 @@ class ValueEncoder:
             return self._enum(value, cls, depth, seen)
         if kind is _NAMED_TUPLE:
             return self._named_tuple(value, cls, depth, seen)
-        if kind is _TUPLE:
-            return self._items(tuple.__getitem__(value, slice(0, self.limits.items)),
-                               tuple.__len__(value), cls, depth, seen, "Tuple")
-        if kind is _LIST:
-            return self._items(list.__getitem__(value, slice(0, self.limits.items)),
-                               list.__len__(value), cls, depth, seen, "Sequence")
-        if kind is _SET or kind is _FROZENSET:
-            base = set if kind is _SET else frozenset
-            return self._items(self._first(base.__iter__(value)), base.__len__(value),
-                               cls, depth, seen, "Sequence")
-        return self._items(self._first(iter(value)), len(value), cls, depth, seen,
-                           "Sequence")  # a deque
+        items, total = first_items(value, cls, self.limits.items)  # the kinds left
+        return self._items(items, total, cls, depth, seen,
+                           "Tuple" if kind is _TUPLE else "Sequence")
 
     def _text(self, value):
         limit = self.limits.string
@@ -378,14 +387,6 @@ class ValueEncoder:
         else:
             text = repr(value)
         return {"kind": "Raw", "r": text, "type_id": self._type_id(KIND_RAW, cls)}
-
-    def _first(self, iterator):
-        items = []
-        for item in iterator:
-            if len(items) == self.limits.items:
-                break
-            items.append(item)
-        return items
 
     def big_int(self, value):
         magnitude = -value if value < 0 else value

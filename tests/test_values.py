@@ -144,7 +144,6 @@ class Activation:
     # "drop" (DropVariable).
     history: list = field(default_factory=list)
     returned: object = None
-    bound: dict = field(default_factory=dict)  # place -> variable names bound to it
     place_of: dict = field(default_factory=dict)  # variable name -> its place
 
 
@@ -211,8 +210,6 @@ class Trace:
                 place = payload["place"]
                 before = activation.place_of.get(variable)
                 if before != place:  # not a binding written again after a call
-                    activation.bound.get(before, set()).discard(variable)
-                    activation.bound.setdefault(place, set()).add(variable)
                     activation.place_of[variable] = place
                     if before is not None and place in place_values:
                         activation.history.append(
@@ -220,7 +217,8 @@ class Trace:
             elif name == "AssignCell":
                 value = place_values[payload["place"]] = self.decode(payload["new_value"])
                 for activation in stacks[thread]:
-                    for variable in sorted(activation.bound.get(payload["place"], ())):
+                    for variable in sorted(name for name, place in activation.place_of.items()
+                                           if place == payload["place"]):
                         activation.history.append((line, "assign", variable, value))
             elif name == "DropVariable":
                 stacks[thread][-1].history.append((line, "drop", self.names[payload], None))
