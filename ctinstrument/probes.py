@@ -49,6 +49,11 @@ from . import protocol, values
 from .protocol import CACHE_OPCODE, CALL_OPCODES, UNPROBED_DELEGATION, UNSEEN_RESUME_KEEPS_LINE
 from .values import class_attribute, plain_instance_dict
 
+try:  # the fingerprint walk in C, built when a compiler was there (native/speedups.c)
+    import _ctinstrument_speedups as _speedups
+except ImportError:
+    _speedups = None
+
 _enabled = False
 _gated = False
 # One item (its window) per root frame on any thread's shadow stack (list.append/remove are
@@ -241,11 +246,23 @@ def bind(recorder, gated=False):
     _lost_return = {"Return": {"return_value": recorder.encoder.lost_frame_value()}}
     _local.stack = recorder.main_stack
     _new_place = recorder.new_place
+    _choose_walk()
     named = dict(zip(protocol.PROBE_NAMES, (step, call, return_, unwind, yield_, resume, store,
                                             delete, mutate, save, restore, catch)))
     builtins.__dict__.update(named)
     builtins.__dict__[_TeardownGuard.NAME] = _TeardownGuard(builtins.__dict__, named)
     _enabled = True
+
+
+def _choose_walk():
+    """Use the C walk when it is built and speaks this version's protocol, else the Python
+    one (same fingerprints: tests/test_speedups.py)."""
+    global _walk
+    _walk = _walk_python
+    if _speedups is not None and getattr(_speedups, "VERSION", None) == 1:
+        _speedups.configure(_KEEP, values.shown_as, plain_instance_dict, values.first_items,
+                            class_attribute, _walk_raw, _depth, _items, _BUDGET)
+        _walk = _speedups.walk
 
 
 def new_thread_stack(number):
@@ -547,7 +564,10 @@ def _fingerprint(value):
     return None
 
 
-def _walk(value, depth, ids, held, seen):
+def _walk_python(value, depth, ids, held, seen):
+    """The walk of _fingerprint (the reference of _ctinstrument_speedups.walk, which must do
+    the same appends): appends to ``ids`` and ``held``, fills ``seen``; returns whether
+    ``value`` could be described."""
     cls = type(value)
     if cls in _KEEP:
         ids.append(id(value))
@@ -592,7 +612,7 @@ def _walk(value, depth, ids, held, seen):
             held.extend(items)
             return True
         for item in items:
-            if not _walk(item, depth + 1, ids, held, seen):
+            if not _walk_python(item, depth + 1, ids, held, seen):
                 return False
         return True
     if shape == "named tuple":
@@ -605,7 +625,7 @@ def _walk(value, depth, ids, held, seen):
         if depth:
             _spend(seen, total)  # a Struct shows all its fields
         for item in tuple.__iter__(value):
-            if not _walk(item, depth + 1, ids, held, seen):
+            if not _walk_python(item, depth + 1, ids, held, seen):
                 return False
         return True
     if shape == "mapping":  # read through dict's own views: no user __hash__ or __iter__
@@ -643,9 +663,12 @@ def _walk(value, depth, ids, held, seen):
             return False
         ids.append(id(name))
         held.append(name)
-        if not _walk(item, depth + 1, ids, held, seen):
+        if not _walk_python(item, depth + 1, ids, held, seen):
             return False
     return True
+
+
+_walk = _walk_python  # or its C version (see _choose_walk)
 
 
 def _walk_raw(value, cls, ids, held):

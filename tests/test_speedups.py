@@ -1,0 +1,179 @@
+"""The fingerprint walk in C (native/speedups.c) against its reference, probes._walk_python.
+
+Both must append the same ids and names for every value, fill ``seen`` alike and give the
+same result: a fingerprint decides whether a value is encoded again, so a difference would
+show a stale value (or waste time).  The values are the kinds the walk knows, the ones it
+gives up on, and random graphs of them, under the default limits and small ones.
+"""
+
+import collections
+import enum
+import math
+import random
+import sys
+import types
+
+import pytest
+
+from ctinstrument import probes, values
+
+speedups = pytest.importorskip(
+    "_ctinstrument_speedups",
+    reason="the C walk is not built (no compiler when ctinstrument was installed)")
+
+
+class Plain:
+    def __init__(self, **fields):
+        self.__dict__.update(fields)
+
+    def method(self):
+        return self
+
+
+class Slotted:
+    __slots__ = ("a",)
+
+    def __init__(self, a):
+        self.a = a
+
+
+class NoDict:
+    __slots__ = ()
+
+
+class Colour(enum.Enum):
+    RED = 1
+
+
+class Tagged(list):
+    def __iter__(self):
+        raise AssertionError("the walk must not iterate through a subclass")
+
+
+class Table(dict):
+    def __hash__(self):
+        raise AssertionError("the walk must not hash a dict subclass")
+
+
+class Bag(set):
+    pass
+
+
+Point = collections.namedtuple("Point", "x y")
+
+
+def _builtin_values():
+    own = Plain(a=1)
+    odd = Plain(b=2)
+    odd.__dict__[3] = "not named by a str"
+    cyclic = [1, 2]
+    cyclic.append(cyclic)
+    shared = {"k": "v"}
+    return [
+        0, -1, 2 ** 70, 1.5, math.nan, "text", "x" * 5000, b"bytes", True, None, 3j,
+        range(4), [], (), {}, set(), frozenset({1, 2}), [1, "a", None], (1, (2, (3, (4,)))),
+        {"a": 1, "b": [1, 2]}, {1: "one", (2, 3): "pair"}, {Plain(): 1}, list(range(300)),
+        {i: i for i in range(250)}, [[i] for i in range(120)], cyclic, [shared, shared],
+        [[[[[1]]]]], own, odd, Plain(x=own, y=[own, own]), Slotted(1), NoDict(), object(),
+        Colour.RED, [Colour.RED], Tagged([1, 2, [3]]), Table(a=[1]), Bag({1, 2}),
+        collections.deque([1, [2]]), Point(1, [2]), Point([1], Point(2, 3)), len, own.method,
+        Plain.method, [].append, math, ValueError("boom", 1), ValueError, int, Plain,
+        lambda: 0, [len, math, Plain.method], {"f": _builtin_values}, bytearray(b"ab"),
+        slice(1, 2), types.SimpleNamespace(a=1), sys.version_info,
+    ]
+
+
+def _random_value(rng, depth=0):
+    roll = rng.random()
+    if depth > 4 or roll < 0.3:
+        return rng.choice([rng.randrange(-5, 5), rng.random(), "s%d" % rng.randrange(3), None,
+                           True, b"b", len, Colour.RED, Slotted(1), NoDict()])
+    width = rng.randrange(0, 8)
+    items = [_random_value(rng, depth + 1) for _ in range(width)]
+    kinds = [list, tuple, "dict", "object", "set", "named", "deque", "subclass"]
+    kind = rng.choice(kinds)
+    if kind == "dict":
+        return {("k%d" % i if rng.random() < 0.9 else i): item for i, item in enumerate(items)}
+    if kind == "object":
+        return Plain(**{"f%d" % i: item for i, item in enumerate(items)})
+    if kind == "set":
+        return {i for i in range(width)}
+    if kind == "named":
+        return Point(items[0] if items else 0, items)
+    if kind == "deque":
+        return collections.deque(items)
+    if kind == "subclass":
+        return Tagged(items)
+    return kind(items)
+
+
+def _graph(rng):
+    """Random values that share and cycle: some nodes are reused elsewhere."""
+    pool = [_random_value(rng) for _ in range(6)]
+    for node in pool:
+        if isinstance(node, list) and pool:
+            node.append(rng.choice(pool))
+        elif isinstance(node, Plain):
+            node.back = rng.choice(pool)
+    return pool
+
+
+def _walks(value):
+    results = []
+    for walk in (probes._walk_python, speedups.walk):
+        ids, held, seen = [], [], {probes._BUDGET: probes._nodes}
+        result = walk(value, 0, ids, held, seen)
+        results.append((result, ids, seen, sorted(map(id, held))))
+    return results
+
+
+@pytest.fixture(params=[(3, 100, values.NODES), (2, 3, 5), (1, 1, 1)],
+                ids=["default-limits", "small-limits", "tiny-limits"])
+def limits(request, monkeypatch):
+    depth, items, nodes = request.param
+    monkeypatch.setattr(probes, "_depth", depth)
+    monkeypatch.setattr(probes, "_items", items)
+    monkeypatch.setattr(probes, "_nodes", nodes)
+    probes._choose_walk()
+    yield request.param
+    monkeypatch.undo()
+    probes._choose_walk()
+
+
+def test_the_c_walk_is_the_one_used():
+    probes._choose_walk()
+    assert probes._walk is speedups.walk
+
+
+def test_every_kind_of_value_gives_the_same_walk(limits):
+    for value in _builtin_values():
+        python, native = _walks(value)
+        assert python == native, value
+
+
+def test_random_graphs_give_the_same_walk(limits):
+    rng = random.Random(1)
+    for _ in range(300):
+        for value in _graph(rng):
+            python, native = _walks(value)
+            assert python == native, value
+
+
+def test_a_change_changes_both_fingerprints_alike(limits):
+    rng = random.Random(2)
+    for _ in range(200):
+        value = Plain(items=[rng.randrange(3) for _ in range(3)], inner=Plain(n=1))
+        before = _walks(value)
+        if rng.random() < 0.5:
+            value.items[rng.randrange(3)] = rng.randrange(3)
+        else:
+            value.inner.n = rng.randrange(2)
+        after = _walks(value)
+        assert (before[0][1] == after[0][1]) == (before[1][1] == after[1][1])
+        assert after[0] == after[1]
+
+
+def test_a_value_walked_in_c_runs_no_code_of_the_program():
+    for value in (Tagged([1, Tagged([2])]), Table(a=Table(b=1)), [Tagged(), Table()]):
+        result, ids, _seen, _held = _walks(value)[1]
+        assert result is True and ids
