@@ -246,7 +246,7 @@ def bind(recorder, gated=False):
     _lost_return = {"Return": {"return_value": recorder.encoder.lost_frame_value()}}
     _local.stack = recorder.main_stack
     _new_place = recorder.new_place
-    _choose_walk()
+    _choose_native(recorder.encoder)
     named = dict(zip(protocol.PROBE_NAMES, (step, call, return_, unwind, yield_, resume, store,
                                             delete, mutate, save, restore, catch)))
     builtins.__dict__.update(named)
@@ -254,15 +254,28 @@ def bind(recorder, gated=False):
     _enabled = True
 
 
-def _choose_walk():
-    """Use the C walk when it is built and speaks this version's protocol, else the Python
-    one (same fingerprints: tests/test_speedups.py)."""
-    global _walk
+def _choose_native(encoder):
+    """Use the C walk and encoder (for ``encoder``, a ValueEncoder whose limits are the
+    walk's) when they are built and speak this version's protocol, else the Python ones
+    (the same fingerprints and bytes: tests/test_speedups.py)."""
+    global _walk, _encode_json
     _walk = _walk_python
-    if _speedups is not None and getattr(_speedups, "VERSION", None) == 1:
-        _speedups.configure(_KEEP, values.shown_as, plain_instance_dict, values.first_items,
-                            class_attribute, _walk_raw, _depth, _items, _BUDGET)
-        _walk = _speedups.walk
+    _encode_json = _encode_json_python
+    if _speedups is None or getattr(_speedups, "VERSION", None) != 2:
+        return
+    _speedups.configure(_KEEP, values.shown_as, plain_instance_dict, values.first_items,
+                        class_attribute, _walk_raw, _depth, _items, _BUDGET)
+    nested = encoder.encode_nested
+    _speedups.configure_encoder(
+        lambda value, depth, seen: _kept(_dumps(nested(value, depth, seen))),
+        lambda value, seen: _kept(_dumps(encoder.encode(value, 0, seen))),
+        encoder.struct_type, encoder.raw_type_id, encoder.is_secret,
+        lambda: _dumps(encoder.redacted_value()),
+        (encoder.int_type, encoder.bool_type, encoder.float_type, encoder.str_type,
+         encoder.list_type, encoder.tuple_type, encoder.dict_type, encoder.raw_type),
+        encoder.limits.string, encoder.limits.nodes)
+    _walk = _speedups.walk
+    _encode_json = _speedups.encode
 
 
 def new_thread_stack(number):
@@ -541,9 +554,18 @@ def _encoded(vid, value):
         except TypeError:  # lone surrogates: the encoder escapes them
             pass
     if cls in _KEEP:
-        return _kept(_dumps(_encode(value))), value, None
+        return _encode_json(value, {}), value, None
     seen = {}
-    return _kept(_dumps(_encode(value, 0, seen))), _MUTABLE, seen
+    return _encode_json(value, seen), _MUTABLE, seen
+
+
+def _encode_json_python(value, seen):
+    """The JSON bytes of the value record of ``value``, ``seen`` filled as by
+    ValueEncoder.encode (the reference of _ctinstrument_speedups.encode)."""
+    return _kept(_dumps(_encode(value, 0, seen)))
+
+
+_encode_json = _encode_json_python  # or its C version (see _choose_native)
 
 
 def _fingerprint(value):
@@ -668,7 +690,7 @@ def _walk_python(value, depth, ids, held, seen):
     return True
 
 
-_walk = _walk_python  # or its C version (see _choose_walk)
+_walk = _walk_python  # or its C version (see _choose_native)
 
 
 def _walk_raw(value, cls, ids, held):

@@ -460,10 +460,7 @@ class ValueEncoder:
                 and not _slot_names(cls):
             # The common case: the fields are the instance dict, in its order.
             names = tuple(namespace)
-            key = (cls, names)
-            type_id = self._shapes.get(key, _MISSING)
-            if type_id is _MISSING:
-                type_id = self._shape(key)
+            type_id = self.struct_type(cls, names)
             if type_id is not None:
                 seen.setdefault(id(namespace), False)  # stores into it change this object
                 if depth:
@@ -490,6 +487,27 @@ class ValueEncoder:
         if not fields and namespace is None:
             return self.raw(value)
         return self._struct(fields[:self.limits.items], cls, depth, seen)
+
+    def struct_type(self, cls, names):
+        """The Struct type id of an instance dict of ``cls`` shown as it is, whose field
+        names are ``names`` (a tuple), or None (a name that is not a str or names a secret:
+        the dict is shown field by field)."""
+        key = (cls, names)
+        type_id = self._shapes.get(key, _MISSING)
+        if type_id is _MISSING:
+            type_id = self._shape(key)
+        return type_id
+
+    def raw_type_id(self, cls):
+        """The type id of the Raw records of instances of ``cls``."""
+        return self._type_id(KIND_RAW, cls)
+
+    def encode_nested(self, value, depth, seen):
+        """The record of ``value`` met at ``depth`` inside a record that ``encode`` is making
+        with ``seen`` (node budget included); raises what ``encode`` turns into an Error
+        record.  For the C encoder of ``_ctinstrument_speedups``, which asks for what it
+        does not write itself."""
+        return self._encode(value, depth, seen)
 
     def _shape(self, key):
         cls, names = key

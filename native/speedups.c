@@ -14,6 +14,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <math.h>
 
 /* How a class's instances are walked (what values.shown_as says of it). */
 enum { SHAPE_UNKNOWN, SHAPE_RAW, SHAPE_ITEMS, SHAPE_NAMED_TUPLE, SHAPE_MAPPING,
@@ -21,6 +22,9 @@ enum { SHAPE_UNKNOWN, SHAPE_RAW, SHAPE_ITEMS, SHAPE_NAMED_TUPLE, SHAPE_MAPPING,
 
 /* Caches keyed by class are emptied past this many classes (classes made at run time). */
 #define CLASS_CACHE_LIMIT 10000
+/* Containers nested deeper than this (limits far above the default depth of 3) are left to
+ * the Python encoder, whose RecursionError decides where such a record ends. */
+#define NESTING_LIMIT 200
 
 static PyObject *shape_of, *plain_of, *first_items, *class_attribute, *walk_raw;
 static PyObject *budget_key, *fields_name, *minus_one;
@@ -396,6 +400,621 @@ walk(PyObject *value, long long depth, PyObject *ids, PyObject *held, PyObject *
     }
 }
 
+/* ---- The encoder: value -> the JSON bytes of its value record ----------------------- */
+
+/* What configure_encoder() gives: the Python encoder for what is not written here
+ * (``fallback(value, depth, seen)`` -> bytes of ValueEncoder._encode's record, and
+ * ``whole(value, seen)`` -> bytes of ValueEncoder.encode's), ``struct_type(cls, names)``
+ * (the Struct type id of an instance dict with those field names, or None: see
+ * ValueEncoder._object), ``raw_type_of(cls)`` (the type id of a Raw record of an instance),
+ * ``is_secret(name)`` or None, ``redacted()`` (the bytes of
+ * ValueEncoder.redacted_value()), the type ids of the builtins and the limits. */
+static PyObject *fallback, *whole, *struct_type, *is_secret, *redacted;
+static PyObject *struct_types;  /* (class, names) -> Struct type id or None */
+static PyObject *raw_type_of;  /* raw_type_of(cls): the type id of its Raw records */
+static PyObject *raw_types;    /* class -> that type id */
+static PyObject *object_raws;  /* class -> the bytes of "<T object>" (at the depth limit) */
+static long long int_type, bool_type, float_type, str_type, list_type, tuple_type,
+    dict_type, raw_type, string_limit, nodes_limit;
+
+typedef struct {
+    char *data;
+    Py_ssize_t size, capacity;
+} Out;
+
+static int
+out_write(Out *out, const char *text, Py_ssize_t size)
+{
+    if (out->size + size > out->capacity) {
+        Py_ssize_t capacity = out->capacity ? out->capacity : 256;
+        while (capacity < out->size + size)
+            capacity *= 2;
+        char *data = PyMem_Realloc(out->data, (size_t)capacity);
+        if (data == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        out->data = data;
+        out->capacity = capacity;
+    }
+    memcpy(out->data + out->size, text, (size_t)size);
+    out->size += size;
+    return 0;
+}
+
+#define OUT_TEXT(out, text) out_write((out), (text), (Py_ssize_t)(sizeof(text) - 1))
+
+static int
+out_number(Out *out, long long number)
+{
+    char text[32];
+    int size = snprintf(text, sizeof(text), "%lld", number);
+    return out_write(out, text, size);
+}
+
+/* ``,"type_id":N}``: the end of every record written here. */
+static int
+out_type_end(Out *out, long long type_id)
+{
+    if (OUT_TEXT(out, ",\"type_id\":") < 0 || out_number(out, type_id) < 0)
+        return -1;
+    return OUT_TEXT(out, "}");
+}
+
+static int
+out_bytes(Out *out, PyObject *bytes)
+{
+    if (bytes == NULL)
+        return -1;
+    int failed = -1;
+    if (PyBytes_CheckExact(bytes))
+        failed = out_write(out, PyBytes_AS_STRING(bytes), PyBytes_GET_SIZE(bytes));
+    else
+        PyErr_SetString(PyExc_TypeError, "the Python encoder must give bytes");
+    Py_DECREF(bytes);
+    return failed;
+}
+
+/* An ASCII str as a JSON string, escaped as orjson escapes it. */
+static int
+out_ascii(Out *out, PyObject *text)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *data = PyUnicode_1BYTE_DATA(text);
+    Py_ssize_t size = PyUnicode_GET_LENGTH(text), start = 0;
+    if (OUT_TEXT(out, "\"") < 0)
+        return -1;
+    for (Py_ssize_t i = 0; i < size; i++) {
+        unsigned char c = data[i];
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        char escape[6] = {'\\', 0, 0, 0, 0, 0};
+        Py_ssize_t length = 2;
+        switch (c) {
+        case '"': escape[1] = '"'; break;
+        case '\\': escape[1] = '\\'; break;
+        case '\b': escape[1] = 'b'; break;
+        case '\t': escape[1] = 't'; break;
+        case '\n': escape[1] = 'n'; break;
+        case '\f': escape[1] = 'f'; break;
+        case '\r': escape[1] = 'r'; break;
+        default:
+            escape[1] = 'u';
+            escape[2] = '0';
+            escape[3] = '0';
+            escape[4] = hex[c >> 4];
+            escape[5] = hex[c & 15];
+            length = 6;
+        }
+        if (out_write(out, (const char *)data + start, i - start) < 0
+                || out_write(out, escape, length) < 0)
+            return -1;
+        start = i + 1;
+    }
+    if (out_write(out, (const char *)data + start, size - start) < 0)
+        return -1;
+    return OUT_TEXT(out, "\"");
+}
+
+/* values.ValueEncoder._cut: the last element of a container shown in part. */
+static int
+out_cut(Out *out, Py_ssize_t count)
+{
+    char digits[32], text[48];
+    int size = snprintf(digits, sizeof(digits), "%zd", count), length = 0;
+    for (int i = 0; i < size; i++) {
+        if (i && (size - i) % 3 == 0)
+            text[length++] = ',';
+        text[length++] = digits[i];
+    }
+    /* "\xe2\x80\xa6": the ellipsis, as UTF-8. */
+    if (OUT_TEXT(out, "{\"kind\":\"Raw\",\"r\":\"\xe2\x80\xa6 ") < 0
+            || out_write(out, text, length) < 0 || OUT_TEXT(out, " more\"") < 0)
+        return -1;
+    return out_type_end(out, raw_type);
+}
+
+static int encode(PyObject *value, long long depth, PyObject *seen, Out *out);
+static int encode_container(PyObject *value, PyTypeObject *cls, long long depth,
+                            PyObject *seen, Out *out);
+
+static int
+encode_fallback(PyObject *value, long long depth, PyObject *seen, Out *out)
+{
+    PyObject *number = PyLong_FromLongLong(depth);
+    if (number == NULL)
+        return -1;
+    PyObject *bytes = PyObject_CallFunctionObjArgs(fallback, value, number, seen, NULL);
+    Py_DECREF(number);
+    return out_bytes(out, bytes);
+}
+
+/* seen.setdefault(id(value), False): shown without its contents. */
+static int
+mark_seen(PyObject *value, PyObject *seen)
+{
+    PyObject *key = PyLong_FromVoidPtr(value);
+    if (key == NULL)
+        return -1;
+    PyObject *known = PyDict_SetDefault(seen, key, Py_False);
+    Py_DECREF(key);
+    return known == NULL ? -1 : 0;
+}
+
+/* ValueEncoder.raw of an exact list, tuple or dict: "<list of 3 items>". */
+static int
+out_container_raw(Out *out, PyObject *value, PyTypeObject *cls)
+{
+    PyObject *type_id;
+    if (cached(raw_types, cls, raw_type_of, &type_id) < 0)
+        return -1;
+    long long number = PyLong_AsLongLong(type_id);
+    if (number == -1 && PyErr_Occurred())
+        return -1;
+    char text[96];
+    Py_ssize_t length = cls == &PyDict_Type ? PyDict_GET_SIZE(value) : Py_SIZE(value);
+    int size = snprintf(text, sizeof(text), "{\"kind\":\"Raw\",\"r\":\"<%s of %zd items>\"",
+                        cls->tp_name, length);
+    if (out_write(out, text, size) < 0)
+        return -1;
+    return out_type_end(out, number);
+}
+
+/* seen[id(value)] = True, unless it is there and true (then 1: shown as a Reference, which
+ * the Python encoder writes). */
+static int
+mark_shown(PyObject *value, PyObject *seen)
+{
+    PyObject *key = PyLong_FromVoidPtr(value);
+    if (key == NULL)
+        return -1;
+    PyObject *known = PyDict_GetItemWithError(seen, key);
+    int result = -1;
+    if (known != NULL) {
+        result = PyObject_IsTrue(known);
+        if (result != 0)
+            goto done;
+    }
+    else if (PyErr_Occurred())
+        goto done;
+    result = PyDict_SetItem(seen, key, Py_True);
+done:
+    Py_DECREF(key);
+    return result;
+}
+
+static int
+encode_elements(PyObject *items, Py_ssize_t count, Py_ssize_t total, long long depth,
+                PyObject *seen, Out *out)
+{
+    if (depth && spend(seen, count, &count) < 0)
+        return -1;
+    if (OUT_TEXT(out, "\"elements\":[") < 0)
+        return -1;
+    int is_list = PyList_CheckExact(items);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *item = is_list ? PyList_GET_ITEM(items, i) : PyTuple_GET_ITEM(items, i);
+        if ((i && OUT_TEXT(out, ",") < 0))
+            return -1;
+        Py_INCREF(item);
+        int failed = encode(item, depth + 1, seen, out);
+        Py_DECREF(item);
+        if (failed < 0)
+            return -1;
+    }
+    if (total > count && ((count && OUT_TEXT(out, ",") < 0) || out_cut(out, total - count) < 0))
+        return -1;
+    return OUT_TEXT(out, "]");
+}
+
+/* ValueEncoder._items of an exact list or tuple. */
+static int
+encode_sequence(PyObject *value, int is_list, long long depth, PyObject *seen, Out *out)
+{
+    Py_ssize_t total = Py_SIZE(value);
+    Py_ssize_t count = total <= items_limit ? total : (Py_ssize_t)items_limit;
+    /* A list is read from a copy of its first items (as list.__getitem__ gives): the Python
+     * encoder called for an item may let another thread change it. */
+    PyObject *items = is_list ? PyList_GetSlice(value, 0, count) : Py_NewRef(value);
+    if (items == NULL)
+        return -1;
+    int failed;
+    if (is_list)
+        failed = OUT_TEXT(out, "{\"kind\":\"Sequence\",") < 0
+            || encode_elements(items, count, total, depth, seen, out) < 0
+            || OUT_TEXT(out, ",\"is_slice\":false") < 0 || out_type_end(out, list_type) < 0;
+    else
+        failed = OUT_TEXT(out, "{\"kind\":\"Tuple\",") < 0
+            || encode_elements(items, count, total, depth, seen, out) < 0
+            || out_type_end(out, tuple_type) < 0;
+    Py_DECREF(items);
+    return failed ? -1 : 0;
+}
+
+/* One (key, item) element of a dict: the item is encoded first (as the Python encoder
+ * does, which matters for the node budget and ``seen``), written after the key. */
+static int
+encode_entry(PyObject *key, PyObject *item, long long depth, PyObject *seen, Out *out)
+{
+    Out shown = {NULL, 0, 0};
+    int failed = -1;
+    int secret = 0;
+    if (is_secret != Py_None && PyUnicode_CheckExact(key)) {
+        PyObject *answer = PyObject_CallOneArg(is_secret, key);
+        if (answer == NULL)
+            goto done;
+        secret = PyObject_IsTrue(answer);
+        Py_DECREF(answer);
+        if (secret < 0)
+            goto done;
+    }
+    if (secret ? out_bytes(&shown, PyObject_CallNoArgs(redacted)) < 0
+            : encode(item, depth + 1, seen, &shown) < 0)
+        goto done;
+    if (OUT_TEXT(out, "{\"kind\":\"Tuple\",\"type_id\":") < 0
+            || out_number(out, tuple_type) < 0 || OUT_TEXT(out, ",\"elements\":[") < 0
+            || encode(key, depth + 1, seen, out) < 0 || OUT_TEXT(out, ",") < 0
+            || out_write(out, shown.data, shown.size) < 0 || OUT_TEXT(out, "]}") < 0)
+        goto done;
+    failed = 0;
+done:
+    PyMem_Free(shown.data);
+    return failed;
+}
+
+/* ValueEncoder._mapping of an exact dict. */
+static int
+encode_mapping(PyObject *value, long long depth, PyObject *seen, Out *out)
+{
+    Py_ssize_t total = PyDict_GET_SIZE(value), position = 0, index = 0;
+    Py_ssize_t limit = total <= items_limit ? total : (Py_ssize_t)items_limit;
+    if (depth && spend(seen, limit, &limit) < 0)
+        return -1;
+    PyObject *key, *item;
+    if (OUT_TEXT(out, "{\"kind\":\"Sequence\",\"elements\":[") < 0)
+        return -1;
+    while (PyDict_Next(value, &position, &key, &item)) {
+        if (index && OUT_TEXT(out, ",") < 0)
+            return -1;
+        if (index == limit) {
+            if (out_cut(out, total - index) < 0)
+                return -1;
+            break;
+        }
+        Py_INCREF(key);
+        Py_INCREF(item);
+        int failed = encode_entry(key, item, depth, seen, out);
+        Py_DECREF(key);
+        Py_DECREF(item);
+        if (failed < 0)
+            return -1;
+        if (PyDict_GET_SIZE(value) != total) {
+            PyErr_SetString(PyExc_RuntimeError, "dictionary changed size during iteration");
+            return -1;
+        }
+        index++;
+    }
+    if (OUT_TEXT(out, "],\"is_slice\":false") < 0)
+        return -1;
+    return out_type_end(out, dict_type);
+}
+
+/* The Struct type id of a plain object's instance dict ``fields`` shown as it is, or None
+ * (borrowed from the cache; NULL on error). */
+static PyObject *
+struct_type_of(PyTypeObject *cls, PyObject *fields)
+{
+    PyObject *names = PyTuple_New(PyDict_GET_SIZE(fields));
+    if (names == NULL)
+        return NULL;
+    Py_ssize_t position = 0, index = 0;
+    PyObject *name, *item;
+    while (PyDict_Next(fields, &position, &name, &item))
+        PyTuple_SET_ITEM(names, index++, Py_NewRef(name));
+    PyObject *key = PyTuple_Pack(2, (PyObject *)cls, names);
+    Py_DECREF(names);
+    if (key == NULL)
+        return NULL;
+    PyObject *known = PyDict_GetItemWithError(struct_types, key);
+    if (known == NULL && !PyErr_Occurred()) {
+        if (PyDict_GET_SIZE(struct_types) > CLASS_CACHE_LIMIT)
+            PyDict_Clear(struct_types);
+        PyObject *made = PyObject_CallFunctionObjArgs(struct_type, (PyObject *)cls,
+                                                      PyTuple_GET_ITEM(key, 1), NULL);
+        if (made != NULL && PyDict_SetItem(struct_types, key, made) == 0)
+            known = made;  /* now held by the cache */
+        Py_XDECREF(made);
+    }
+    Py_DECREF(key);
+    return known;
+}
+
+/* ValueEncoder._object's common case (the Struct of an instance dict of str names, none a
+ * secret, at most ``items`` of them) and the same object at the depth limit; 1 when
+ * ``value`` is not that case or is shown as a Reference (the Python encoder writes those). */
+static int
+encode_object(PyObject *value, PyTypeObject *cls, long long depth, PyObject *seen, Out *out)
+{
+    PyObject *getter;
+    long long left;
+    if (cached(plain, cls, plain_of, &getter) < 0)
+        return -1;
+    if (getter == Py_None)
+        return 1;
+    if (nodes_left(seen, &left) < 0)
+        return -1;
+    if (depth >= depth_limit || left <= 0) {  /* "<T object>": one record per class */
+        PyObject *known = PyDict_GetItemWithError(object_raws, (PyObject *)cls);
+        if (known != NULL)
+            return mark_seen(value, seen) < 0 ? -1 : out_write(out, PyBytes_AS_STRING(known),
+                                                               PyBytes_GET_SIZE(known));
+        if (PyErr_Occurred())
+            return -1;
+        Out made = {NULL, 0, 0};
+        int failed = encode_fallback(value, depth, seen, &made);
+        PyObject *record = failed ? NULL : PyBytes_FromStringAndSize(made.data, made.size);
+        PyMem_Free(made.data);
+        if (record == NULL)
+            return -1;
+        if (PyDict_GET_SIZE(object_raws) > CLASS_CACHE_LIMIT)
+            PyDict_Clear(object_raws);
+        failed = PyDict_SetItem(object_raws, (PyObject *)cls, record) < 0
+            || out_write(out, PyBytes_AS_STRING(record), PyBytes_GET_SIZE(record)) < 0;
+        Py_DECREF(record);
+        return failed ? -1 : 0;
+    }
+    PyObject *key = PyLong_FromVoidPtr(value);
+    if (key == NULL)
+        return -1;
+    PyObject *known = PyDict_GetItemWithError(seen, key);
+    int shown = known == NULL ? (PyErr_Occurred() ? -1 : 0) : PyObject_IsTrue(known);
+    if (shown != 0) {
+        Py_DECREF(key);
+        return shown;
+    }
+    PyObject *fields = PyObject_CallFunctionObjArgs(getter, value, (PyObject *)cls, NULL);
+    if (fields == NULL) {
+        Py_DECREF(key);
+        return -1;
+    }
+    int result = 1;
+    PyObject *type_id = NULL;
+    if (!PyDict_CheckExact(fields) || PyDict_GET_SIZE(fields) > items_limit)
+        goto done;
+    /* Borrowed from the cache, which the fields' encodings below may change. */
+    type_id = Py_XNewRef(struct_type_of(cls, fields));
+    result = type_id == NULL ? -1 : 1;
+    if (type_id == NULL || type_id == Py_None)
+        goto done;
+    result = -1;
+    Py_ssize_t total = PyDict_GET_SIZE(fields), ignored;
+    if (PyDict_SetItem(seen, key, Py_True) < 0)
+        goto done;
+    PyObject *namespace_key = PyLong_FromVoidPtr(fields);
+    if (namespace_key == NULL)
+        goto done;
+    known = PyDict_SetDefault(seen, namespace_key, Py_False);  /* stores change the object */
+    Py_DECREF(namespace_key);
+    if (known == NULL || (depth && spend(seen, total, &ignored) < 0)
+            || OUT_TEXT(out, "{\"kind\":\"Struct\",\"field_values\":[") < 0)
+        goto done;
+    Py_ssize_t position = 0, index = 0;
+    PyObject *name, *item;
+    while (PyDict_Next(fields, &position, &name, &item)) {
+        if (index++ && OUT_TEXT(out, ",") < 0)
+            goto done;
+        Py_INCREF(item);
+        int failed = encode(item, depth + 1, seen, out);
+        Py_DECREF(item);
+        if (failed < 0)
+            goto done;
+        if (PyDict_GET_SIZE(fields) != total) {
+            PyErr_SetString(PyExc_RuntimeError, "dictionary changed size during iteration");
+            goto done;
+        }
+    }
+    long long number = PyLong_AsLongLong(type_id);
+    if ((number == -1 && PyErr_Occurred()) || OUT_TEXT(out, "]") < 0
+            || out_type_end(out, number) < 0)
+        goto done;
+    result = 0;
+done:
+    Py_XDECREF(type_id);
+    Py_DECREF(fields);
+    Py_DECREF(key);
+    return result;
+}
+
+/* 0: a container to show in full here, 2: at the depth limit or out of budget (shown as
+ * a Raw), 1: a Reference (the Python encoder writes it). */
+static int
+container_here(PyObject *value, long long depth, PyObject *seen)
+{
+    long long left;
+    if (nodes_left(seen, &left) < 0)
+        return -1;
+    if (depth >= depth_limit || left <= 0)
+        return 2;
+    int reference = mark_shown(value, seen);
+    return reference < 0 ? -1 : reference;
+}
+
+/* ValueEncoder._encode, writing the record to ``out``: 0, or -1 with an exception. */
+static int
+encode(PyObject *value, long long depth, PyObject *seen, Out *out)
+{
+    PyTypeObject *cls = Py_TYPE(value);
+    if (value == Py_None)
+        return OUT_TEXT(out, "{\"kind\":\"None\",\"type_id\":0}");
+    if (cls == &PyBool_Type) {
+        if (value == Py_True ? OUT_TEXT(out, "{\"kind\":\"Bool\",\"b\":true") < 0
+                : OUT_TEXT(out, "{\"kind\":\"Bool\",\"b\":false") < 0)
+            return -1;
+        return out_type_end(out, bool_type);
+    }
+    if (cls == &PyLong_Type) {
+        int overflow;
+        long long number = PyLong_AsLongLongAndOverflow(value, &overflow);
+        if (overflow)
+            return encode_fallback(value, depth, seen, out);  /* a BigInt */
+        if (number == -1 && PyErr_Occurred())
+            return -1;
+        if (OUT_TEXT(out, "{\"kind\":\"Int\",\"i\":") < 0 || out_number(out, number) < 0)
+            return -1;
+        return out_type_end(out, int_type);
+    }
+    if (cls == &PyFloat_Type) {
+        double number = PyFloat_AS_DOUBLE(value);
+        if (OUT_TEXT(out, "{\"kind\":\"Float\",\"f\":\"") < 0)
+            return -1;
+        int failed;
+        if (isnan(number))
+            failed = OUT_TEXT(out, "NaN");
+        else if (isinf(number))
+            failed = number > 0 ? OUT_TEXT(out, "inf") : OUT_TEXT(out, "-inf");
+        else {  /* repr(float) */
+            char *text = PyOS_double_to_string(number, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+            if (text == NULL)
+                return -1;
+            failed = out_write(out, text, (Py_ssize_t)strlen(text));
+            PyMem_Free(text);
+        }
+        if (failed < 0 || OUT_TEXT(out, "\"") < 0)
+            return -1;
+        return out_type_end(out, float_type);
+    }
+    if (cls == &PyUnicode_Type) {
+#if PY_VERSION_HEX < 0x030C0000
+        if (PyUnicode_READY(value) < 0)
+            return -1;
+#endif
+        if (!PyUnicode_IS_ASCII(value) || PyUnicode_GET_LENGTH(value) > string_limit)
+            return encode_fallback(value, depth, seen, out);  /* cut or made safe */
+        if (OUT_TEXT(out, "{\"kind\":\"String\",\"text\":") < 0 || out_ascii(out, value) < 0)
+            return -1;
+        return out_type_end(out, str_type);
+    }
+    if (depth > NESTING_LIMIT) {  /* speedups_encode then asks the Python encoder */
+        PyErr_SetString(PyExc_RecursionError, "nested deeper than the C encoder goes");
+        return -1;
+    }
+    return encode_container(value, cls, depth, seen, out);
+}
+
+/* encode() of what is not a scalar. */
+static int
+encode_container(PyObject *value, PyTypeObject *cls, long long depth, PyObject *seen,
+                 Out *out)
+{
+    int here;
+    if (cls == &PyList_Type || cls == &PyTuple_Type || cls == &PyDict_Type) {
+        here = container_here(value, depth, seen);
+        if (here == 0)
+            return cls == &PyDict_Type ? encode_mapping(value, depth, seen, out)
+                : encode_sequence(value, cls == &PyList_Type, depth, seen, out);
+        if (here == 2)
+            return mark_seen(value, seen) < 0 ? -1 : out_container_raw(out, value, cls);
+    }
+    else
+        here = encode_object(value, cls, depth, seen, out);
+    if (here < 0)
+        return -1;
+    return here ? encode_fallback(value, depth, seen, out) : 0;
+}
+
+static PyObject *
+speedups_encode(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (struct_types == NULL || shapes == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "configure() and configure_encoder() come first");
+        return NULL;
+    }
+    if (nargs != 2 || !PyDict_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "encode(value, seen: dict)");
+        return NULL;
+    }
+    PyObject *value = args[0], *seen = args[1];
+    PyObject *budget = PyLong_FromLongLong(nodes_limit);
+    if (budget == NULL)
+        return NULL;
+    int failed = PyDict_SetItem(seen, budget_key, budget);
+    Py_DECREF(budget);
+    if (failed < 0)
+        return NULL;
+    Out out = {NULL, 0, 0};
+    PyObject *result = NULL;
+    if (encode(value, 0, seen, &out) == 0)
+        result = PyBytes_FromStringAndSize(out.data, out.size);
+    PyMem_Free(out.data);
+    if (result == NULL && PyErr_ExceptionMatches(PyExc_Exception)) {
+        /* What the Python encoder makes of it (an Error record, for the same cause). */
+        PyErr_Clear();
+        PyDict_Clear(seen);
+        result = PyObject_CallFunctionObjArgs(whole, value, seen, NULL);
+    }
+    return result;
+}
+
+static PyObject *
+speedups_configure_encoder(PyObject *module, PyObject *args)
+{
+    PyObject *fallback_, *whole_, *struct_type_, *raw_type_of_, *is_secret_, *redacted_;
+    long long ids[8], string_limit_, nodes_limit_;
+    if (!PyArg_ParseTuple(args, "OOOOOO(LLLLLLLL)LL:configure_encoder", &fallback_, &whole_,
+                          &struct_type_, &raw_type_of_, &is_secret_, &redacted_, &ids[0],
+                          &ids[1], &ids[2], &ids[3], &ids[4], &ids[5], &ids[6], &ids[7],
+                          &string_limit_, &nodes_limit_))
+        return NULL;
+    PyObject *new_types = PyDict_New(), *new_raw_types = PyDict_New();
+    PyObject *new_object_raws = PyDict_New();
+    if (new_types == NULL || new_raw_types == NULL || new_object_raws == NULL) {
+        Py_XDECREF(new_types);
+        Py_XDECREF(new_raw_types);
+        Py_XDECREF(new_object_raws);
+        return NULL;
+    }
+    Py_XSETREF(struct_types, new_types);
+    Py_XSETREF(raw_types, new_raw_types);
+    Py_XSETREF(object_raws, new_object_raws);
+    Py_XSETREF(raw_type_of, Py_NewRef(raw_type_of_));
+    Py_XSETREF(fallback, Py_NewRef(fallback_));
+    Py_XSETREF(whole, Py_NewRef(whole_));
+    Py_XSETREF(struct_type, Py_NewRef(struct_type_));
+    Py_XSETREF(is_secret, Py_NewRef(is_secret_));
+    Py_XSETREF(redacted, Py_NewRef(redacted_));
+    int_type = ids[0];
+    bool_type = ids[1];
+    float_type = ids[2];
+    str_type = ids[3];
+    list_type = ids[4];
+    tuple_type = ids[5];
+    dict_type = ids[6];
+    raw_type = ids[7];
+    string_limit = string_limit_;
+    nodes_limit = nodes_limit_;
+    Py_RETURN_NONE;
+}
+
 static PyObject *
 speedups_walk(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -470,6 +1089,11 @@ static PyMethodDef speedups_methods[] = {
      "configure(keep, shown_as, plain_instance_dict, first_items, class_attribute, walk_raw,"
      " depth, items, budget_key): the encoder's limits and the Python functions the walk"
      " asks; empties the walk's caches of classes."},
+    {"encode", (PyCFunction)(void (*)(void))speedups_encode, METH_FASTCALL,
+     "encode(value, seen) -> bytes: orjson.dumps(ValueEncoder.encode(value, 0, seen)), in C."},
+    {"configure_encoder", speedups_configure_encoder, METH_VARARGS,
+     "configure_encoder(fallback, whole, struct_type, raw_type_of, is_secret, redacted,"
+     " type ids, string, nodes): the Python encoder's parts and limits (after configure())."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -487,7 +1111,7 @@ PyInit__ctinstrument_speedups(void)
     if (fields_name == NULL || minus_one == NULL)
         return NULL;
     PyObject *module = PyModule_Create(&speedups_module);
-    if (module != NULL && PyModule_AddIntConstant(module, "VERSION", 1) < 0) {
+    if (module != NULL && PyModule_AddIntConstant(module, "VERSION", 2) < 0) {
         Py_DECREF(module);
         return NULL;
     }

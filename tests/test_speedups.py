@@ -1,9 +1,12 @@
-"""The fingerprint walk in C (native/speedups.c) against its reference, probes._walk_python.
+"""The C walk and encoder (native/speedups.c) against their references in Python.
 
-Both must append the same ids and names for every value, fill ``seen`` alike and give the
-same result: a fingerprint decides whether a value is encoded again, so a difference would
-show a stale value (or waste time).  The values are the kinds the walk knows, the ones it
-gives up on, and random graphs of them, under the default limits and small ones.
+The walk (probes._walk_python) must append the same ids and names for every value, fill
+``seen`` alike and give the same result: a fingerprint decides whether a value is encoded
+again, so a difference would show a stale value (or waste time).  The encoder must give the
+bytes of orjson.dumps(ValueEncoder.encode(value, 0, seen)), the same ``seen`` (what a change
+to would change the record) and intern the same types in the same order.  The values are
+the kinds both know, the ones they leave to Python, and random graphs of them, under the
+default limits and small ones.
 """
 
 import collections
@@ -13,13 +16,14 @@ import random
 import sys
 import types
 
+import orjson
 import pytest
 
 from ctinstrument import probes, values
 
 speedups = pytest.importorskip(
     "_ctinstrument_speedups",
-    reason="the C walk is not built (no compiler when ctinstrument was installed)")
+    reason="the C part is not built (no compiler when ctinstrument was installed)")
 
 
 class Plain:
@@ -127,22 +131,42 @@ def _walks(value):
     return results
 
 
-@pytest.fixture(params=[(3, 100, values.NODES), (2, 3, 5), (1, 1, 1)],
+class TypeLog:
+    """An intern_type for a ValueEncoder: ids in order of first use, every call logged."""
+
+    def __init__(self):
+        self.ids = {}
+        self.calls = []
+
+    def __call__(self, kind, name, fields=None):
+        self.calls.append((kind, name, fields))
+        return self.ids.setdefault((kind, name, fields), len(self.ids) + 1)
+
+
+def _encoder(limits):
+    log = TypeLog()
+    encoder = values.ValueEncoder(log, limits, is_secret=lambda name: name == "password")
+    return encoder, log
+
+
+@pytest.fixture(params=[(3, 100, 1000, values.NODES), (2, 3, 4, 5), (1, 1, 1, 1)],
                 ids=["default-limits", "small-limits", "tiny-limits"])
 def limits(request, monkeypatch):
-    depth, items, nodes = request.param
+    depth, items, string, nodes = request.param
     monkeypatch.setattr(probes, "_depth", depth)
     monkeypatch.setattr(probes, "_items", items)
     monkeypatch.setattr(probes, "_nodes", nodes)
-    probes._choose_walk()
-    yield request.param
+    native, native_log = _encoder(values.Limits(depth, items, string, nodes))
+    python, python_log = _encoder(values.Limits(depth, items, string, nodes))
+    probes._choose_native(native)
+    yield python, python_log, native, native_log
     monkeypatch.undo()
-    probes._choose_walk()
+    probes._choose_native(values.ValueEncoder(TypeLog()))
 
 
-def test_the_c_walk_is_the_one_used():
-    probes._choose_walk()
+def test_the_c_walk_and_encoder_are_the_ones_used(limits):
     assert probes._walk is speedups.walk
+    assert probes._encode_json is speedups.encode
 
 
 def test_every_kind_of_value_gives_the_same_walk(limits):
@@ -177,3 +201,78 @@ def test_a_value_walked_in_c_runs_no_code_of_the_program():
     for value in (Tagged([1, Tagged([2])]), Table(a=Table(b=1)), [Tagged(), Table()]):
         result, ids, _seen, _held = _walks(value)[1]
         assert result is True and ids
+
+
+def _encodings(value, limits):
+    python, python_log, native, native_log = limits
+    python_seen, native_seen = {}, {}
+    expected = orjson.dumps(python.encode(value, 0, python_seen))
+    got = speedups.encode(value, native_seen)
+    return ((expected, python_seen, python_log.calls, python.redactions),
+            (got, native_seen, native_log.calls, native.redactions))
+
+
+def _scalars():
+    text = "".join(map(chr, range(128)))
+    return [
+        None, True, False, 0, 1, -1, values.I64_MAX, values.I64_MIN, values.I64_MAX + 1,
+        values.I64_MIN - 1, 2 ** 200, -0.0, 0.1, 1e300, 1e-7, 123456789.0, math.inf, -math.inf,
+        math.nan, "", text, text * 20, "caf\u00e9", "\ud800 lone", "\u2028", "x" * 999,
+        "x" * 1000, "x" * 1001, Colour.RED, True.__class__(1), IntLike(5), TextLike("t"),
+    ]
+
+
+class IntLike(int):
+    pass
+
+
+class TextLike(str):
+    pass
+
+
+def test_scalars_encode_alike(limits):
+    for value in _scalars():
+        python, native = _encodings(value, limits)
+        assert python == native, value
+
+
+def test_every_kind_of_value_encodes_alike(limits):
+    secret = Plain(password="hunter2", user="u")
+    for value in _builtin_values() + [secret, {"password": 1, "b": 2}, [{"password": [1]}],
+                                      {"x" * 2000: 1}, [IntLike(1), TextLike("s")],
+                                      list(range(5000)), dict.fromkeys(range(1234567))]:
+        python, native = _encodings(value, limits)
+        assert python == native, value
+
+
+def test_random_graphs_encode_alike(limits):
+    rng = random.Random(3)
+    for _ in range(300):
+        for value in _graph(rng):
+            python, native = _encodings(value, limits)
+            assert python == native, value
+
+
+def test_what_the_c_encoder_cannot_finish_is_encoded_by_python(monkeypatch):
+    """Nesting deeper than the interpreter allows (limits that permit it): the C encoder
+    stops at the recursion limit as the Python one does, and gives the Python record."""
+    unbounded = values.Limits(depth=10 ** 6, items=10, string=10, nodes=10 ** 7)
+    monkeypatch.setattr(probes, "_depth", unbounded.depth)
+    monkeypatch.setattr(probes, "_items", unbounded.items)
+    monkeypatch.setattr(probes, "_nodes", unbounded.nodes)
+    native, native_log = _encoder(unbounded)
+    python, python_log = _encoder(unbounded)
+    probes._choose_native(native)
+    try:
+        deep = []
+        for _ in range(sys.getrecursionlimit() * 2):
+            deep = [deep]
+        expected, got = _encodings(deep, (python, python_log, native, native_log))
+        assert b"too deep to capture" in expected[0]
+        # ``seen`` holds what was walked before the error, which depends on the stack depth
+        # the encoder started at: only the record and the types are the same.
+        assert (expected[0], expected[2]) == (got[0], got[2])
+        assert got[1]
+    finally:
+        monkeypatch.undo()
+        probes._choose_native(values.ValueEncoder(TypeLog()))
