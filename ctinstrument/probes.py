@@ -97,9 +97,12 @@ _Module = types.ModuleType
 _KEEP = frozenset({int, float, str, bytes, bool, complex, type(None), range})
 # Stands for "compare by encoding" in ShadowFrame.shown (never a program value).
 _MUTABLE = object()
-_Fragment = orjson.Fragment
 _VARIABLE_CELL = b'{"VariableCell":{"variable_id":%d,"place":%d}}'
 _ASSIGN_CELL = b'{"AssignCell":{"place":%d,"new_value":%s}}'
+# Call and Return events: the writer knows them by these first bytes (writer._CALL_PREFIX).
+_CALL = b'{"Call":{"function_id":%d,"args":[%b]}}'
+_ARGUMENT = b'{"variable_id":%d,"value":%b}'
+_RETURN = b'{"Return":{"return_value":%b}}'
 _DROP_VARIABLE = b'{"DropVariable":%d}'
 _DROP_VARIABLES = b'{"DropVariables":[%s]}'
 _INT_VALUE = b'{"kind":"Int","i":%d,"type_id":%d}'
@@ -243,7 +246,7 @@ def bind(recorder, gated=False):
     _nodes = recorder.encoder.limits.nodes
     _redacted = recorder.redacted
     _sent_variable = recorder.variable_id("<sent>")
-    _lost_return = {"Return": {"return_value": recorder.encoder.lost_frame_value()}}
+    _lost_return = _RETURN % _dumps(recorder.encoder.lost_frame_value())
     _local.stack = recorder.main_stack
     _new_place = recorder.new_place
     _choose_native(recorder.encoder)
@@ -261,7 +264,7 @@ def _choose_native(encoder):
     global _walk, _encode_json
     _walk = _walk_python
     _encode_json = _encode_json_python
-    if _speedups is None or getattr(_speedups, "VERSION", None) != 2:
+    if _speedups is None or getattr(_speedups, "VERSION", None) != 3:
         return
     _speedups.configure(_KEEP, values.shown_as, plain_instance_dict, values.first_items,
                         class_attribute, _walk_raw, _depth, _items, _BUDGET)
@@ -1058,8 +1061,8 @@ def _open(stack, fid, args, frame, called_from=None):
             data = _encoded(vid, value)[0]
         else:  # shown in full from the first step on (its binding): a summary here
             data = _dumps(_summary(value))
-        encoded.append({"variable_id": vid, "value": _Fragment(data)})
-    call = {"Call": {"function_id": fid, "args": encoded}}
+        encoded.append(_ARGUMENT % (vid, data))
+    call = _CALL % (fid, b",".join(encoded))
     caller = stack[-1] if stack else None
     if caller is not None:
         if called_from is not None and not _callbacks[fid]:
@@ -1168,8 +1171,7 @@ def _leave(value, fid, suspends=False):
     """Write the Return of the innermost frame (``fid``) with ``value``; returns its
     shadow frame (``suspends``: a yield, the frame goes on later)."""
     window = _window  # as in _open
-    record = {"Return": {"return_value": _encode(value) if type(value) in _KEEP
-                         else _summary(value)}}
+    record = _RETURN % _dumps(_encode(value) if type(value) in _KEEP else _summary(value))
     stack = _stack()
     if not stack or stack[-1].function_id != fid:
         _resync(stack, fid, 3)

@@ -22,6 +22,14 @@ import orjson
 from .errors import UsageError
 from .isolation import PATH, make_directories
 
+try:
+    import _ctinstrument_speedups as _speedups
+except ImportError:  # built without a compiler: join_records does the same
+    _speedups = None
+
+_CALL_PREFIX = b'{"Call":'
+_RETURN_PREFIX = b'{"Return":'
+
 
 def prepare_out_dir(path, option="--out-dir"):
     """Create ``path`` if needed and check it can hold a trace; returns it absolute.
@@ -66,43 +74,57 @@ class TraceWriter:
         """Append ``records`` (pairs of thread number or None, event) to ``trace.json``.
 
         An event is bytes (already JSON), an orjson-serialisable object, or a tuple of
-        those written as consecutive events.
+        those written as consecutive events.  ``_join`` (C, or join_records) takes the runs
+        of bytes and tuples of bytes on the current thread; ``_write_record`` the rest.
         """
         lines = []
-        append = lines.append
-        dumps = orjson.dumps
+        count = len(records)
+        at = 0
         open_calls = self._open_calls
-        for thread, event in records:
-            cls = event.__class__
-            if cls is dict and "Return" in event:
-                depth = open_calls.get(thread, 0)
-                if depth <= (1 if thread == self._main_thread else 0):
-                    continue  # no open call to end (see the module docstring)
-                open_calls[thread] = depth - 1
-            if thread != self._last_thread and thread is not None:
-                self._switch_to(thread, lines)
-            if cls is bytes:
-                append(event)
-            elif cls is tuple:
-                for part in event:
-                    if part.__class__ is bytes:
-                        append(part)
-                    else:
-                        if "Call" in part:
-                            open_calls[thread] = open_calls.get(thread, 0) + 1
-                        append(dumps(part))
-            else:
-                if "Call" in event:
-                    open_calls[thread] = open_calls.get(thread, 0) + 1
-                elif "ThreadExit" in event and open_calls.get(thread):
-                    # A call whose Return was dropped in a window's race: it ends before
-                    # its thread does.
-                    lines.extend([self.lost_return] * open_calls[thread])
-                    open_calls[thread] = 0
-                append(dumps(event))
+        while at < count:
+            at = _join(records, at, lines, open_calls, self._main_thread, self._last_thread)
+            if at < count:
+                self._write_record(records[at], lines)
+                at += 1
         if not self.steps_written:  # a snapshot or an entry step starts so
             self.steps_written = any(line[:8] == b'{"Step":' for line in lines)
         self._write_lines(lines)
+
+    def _write_record(self, record, lines):
+        """Append the lines of one record (any thread, any event) to ``lines``."""
+        thread, event = record
+        open_calls = self._open_calls
+        cls = event.__class__
+        if cls is bytes and event[:10] == _RETURN_PREFIX or cls is dict and "Return" in event:
+            depth = open_calls.get(thread, 0)
+            if depth <= (1 if thread == self._main_thread else 0):
+                return  # no open call to end (see the module docstring)
+            open_calls[thread] = depth - 1
+        if thread != self._last_thread and thread is not None:
+            self._switch_to(thread, lines)
+        if cls is bytes:
+            if event[:8] == _CALL_PREFIX:
+                open_calls[thread] = open_calls.get(thread, 0) + 1
+            lines.append(event)
+        elif cls is tuple:
+            for part in event:
+                if part.__class__ is bytes:
+                    if part[:8] == _CALL_PREFIX:
+                        open_calls[thread] = open_calls.get(thread, 0) + 1
+                    lines.append(part)
+                else:
+                    if "Call" in part:
+                        open_calls[thread] = open_calls.get(thread, 0) + 1
+                    lines.append(orjson.dumps(part))
+        else:
+            if "Call" in event:
+                open_calls[thread] = open_calls.get(thread, 0) + 1
+            elif "ThreadExit" in event and open_calls.get(thread):
+                # A call whose Return was dropped in a window's race: it ends before its
+                # thread does.
+                lines.extend([self.lost_return] * open_calls[thread])
+                open_calls[thread] = 0
+            lines.append(orjson.dumps(event))
 
     def _switch_to(self, thread, lines):
         if thread in self._thread_numbers:
@@ -180,6 +202,46 @@ class TraceWriter:
     def write_metadata(self, metadata):
         """Write ``trace_metadata.json`` now (``close`` writes it again at the end)."""
         write_metadata(self.out_dir, metadata)
+
+
+def join_records(records, start, lines, open_calls, main_thread, last_thread):
+    """Append to ``lines`` the events of ``records[start:]`` (see TraceWriter.write) up to
+    the first that is not bytes or a tuple of bytes, or that comes from a thread other than
+    ``last_thread`` (None: no thread); returns its index (``len(records)``: all taken).
+
+    Counts the Calls of each thread in ``open_calls`` (thread number -> open calls) and
+    drops a Return with no open call to end (see the module docstring).  The reference of
+    _ctinstrument_speedups.join, which does the same."""
+    count = len(records)
+    for at in range(start, count):
+        thread, event = records[at]
+        if thread != last_thread and thread is not None:
+            return at
+        cls = event.__class__
+        if cls is bytes:
+            if event[:8] == _CALL_PREFIX:
+                open_calls[thread] = open_calls.get(thread, 0) + 1
+            elif event[:10] == _RETURN_PREFIX:
+                depth = open_calls.get(thread, 0)
+                if depth <= (1 if thread == main_thread else 0):
+                    continue
+                open_calls[thread] = depth - 1
+            lines.append(event)
+        elif cls is tuple:
+            for part in event:
+                if part.__class__ is not bytes:
+                    return at
+            for part in event:
+                if part[:8] == _CALL_PREFIX:
+                    open_calls[thread] = open_calls.get(thread, 0) + 1
+                lines.append(part)
+        else:
+            return at
+    return count
+
+
+_join = join_records if _speedups is None or getattr(_speedups, "VERSION", None) != 3 \
+    else _speedups.join
 
 
 def write_metadata(out_dir, metadata):

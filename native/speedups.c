@@ -10,7 +10,9 @@
  * _fields (values.class_attribute), the Raw records other than functions and methods
  * (probes._walk_raw).  No code of the program runs: the containers are read through the
  * base types' own storage, as the Python version reads them through the base types' C
- * methods.  tests/test_speedups.py checks both versions against each other.
+ * methods.  encode(value, seen) is the encoder's common records (see its comment), and
+ * join(...) the writer's loop over pre-encoded records (writer.join_records).
+ * tests/test_speedups.py checks every one against its Python version.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -1082,6 +1084,118 @@ speedups_configure(PyObject *module, PyObject *args)
     Py_RETURN_NONE;
 }
 
+
+/* ---- the writer's loop: runs of pre-encoded records (writer.join_records) ------------ */
+
+/* open_calls[thread] + delta; -1 on error. */
+static int
+add_open_calls(PyObject *open_calls, PyObject *thread, Py_ssize_t delta)
+{
+    Py_ssize_t depth = 0;
+    PyObject *known = PyDict_GetItemWithError(open_calls, thread);
+    if (known != NULL) {
+        depth = PyLong_AsSsize_t(known);
+        if (depth == -1 && PyErr_Occurred())
+            return -1;
+    }
+    else if (PyErr_Occurred())
+        return -1;
+    PyObject *updated = PyLong_FromSsize_t(depth + delta);
+    if (updated == NULL)
+        return -1;
+    int result = PyDict_SetItem(open_calls, thread, updated);
+    Py_DECREF(updated);
+    return result;
+}
+
+static int
+starts_with(PyObject *bytes, const char *prefix, Py_ssize_t length)
+{
+    return PyBytes_GET_SIZE(bytes) >= length
+        && memcmp(PyBytes_AS_STRING(bytes), prefix, (size_t)length) == 0;
+}
+
+#define CALL_PREFIX "{\"Call\":"
+#define RETURN_PREFIX "{\"Return\":"
+
+static PyObject *
+speedups_join(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 6 || !PyList_CheckExact(args[0]) || !PyList_CheckExact(args[2])
+            || !PyDict_CheckExact(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "join(records: list, start, lines: list,"
+                        " open_calls: dict, main_thread, last_thread)");
+        return NULL;
+    }
+    PyObject *records = args[0], *lines = args[2], *open_calls = args[3];
+    PyObject *main_thread = args[4], *last_thread = args[5];
+    Py_ssize_t at = PyLong_AsSsize_t(args[1]);
+    if (at == -1 && PyErr_Occurred())
+        return NULL;
+    if (at < 0)
+        at = 0;
+    if (at > PyList_GET_SIZE(records))
+        at = PyList_GET_SIZE(records);
+    for (; at < PyList_GET_SIZE(records); at++) {
+        PyObject *record = PyList_GET_ITEM(records, at);
+        if (!PyTuple_CheckExact(record) || PyTuple_GET_SIZE(record) != 2)
+            break;  /* not a (thread, event) pair: the Python writer says what is wrong */
+        PyObject *thread = PyTuple_GET_ITEM(record, 0), *event = PyTuple_GET_ITEM(record, 1);
+        if (thread != Py_None && thread != last_thread) {
+            int same = PyObject_RichCompareBool(thread, last_thread, Py_EQ);
+            if (same < 0)
+                return NULL;
+            if (!same)
+                break;
+        }
+        if (PyBytes_CheckExact(event)) {
+            if (starts_with(event, CALL_PREFIX, 8)) {
+                if (add_open_calls(open_calls, thread, 1) < 0)
+                    return NULL;
+            }
+            else if (starts_with(event, RETURN_PREFIX, 10)) {
+                Py_ssize_t depth = 0;
+                PyObject *known = PyDict_GetItemWithError(open_calls, thread);
+                if (known != NULL) {
+                    depth = PyLong_AsSsize_t(known);
+                    if (depth == -1 && PyErr_Occurred())
+                        return NULL;
+                }
+                else if (PyErr_Occurred())
+                    return NULL;
+                int main = PyObject_RichCompareBool(thread, main_thread, Py_EQ);
+                if (main < 0)
+                    return NULL;
+                if (depth <= (main ? 1 : 0))
+                    continue;  /* no open call to end (see writer.py) */
+                if (add_open_calls(open_calls, thread, -1) < 0)
+                    return NULL;
+            }
+            if (PyList_Append(lines, event) < 0)
+                return NULL;
+        }
+        else if (PyTuple_CheckExact(event)) {
+            Py_ssize_t size = PyTuple_GET_SIZE(event), i;
+            for (i = 0; i < size; i++) {
+                if (!PyBytes_CheckExact(PyTuple_GET_ITEM(event, i)))
+                    break;
+            }
+            if (i < size)
+                break;
+            for (i = 0; i < size; i++) {
+                PyObject *part = PyTuple_GET_ITEM(event, i);
+                if (starts_with(part, CALL_PREFIX, 8) && add_open_calls(open_calls, thread, 1) < 0)
+                    return NULL;
+                if (PyList_Append(lines, part) < 0)
+                    return NULL;
+            }
+        }
+        else
+            break;
+    }
+    return PyLong_FromSsize_t(at);
+}
+
 static PyMethodDef speedups_methods[] = {
     {"walk", (PyCFunction)(void (*)(void))speedups_walk, METH_FASTCALL,
      "walk(value, depth, ids, held, seen) -> bool: probes._walk_python, in C."},
@@ -1094,6 +1208,9 @@ static PyMethodDef speedups_methods[] = {
     {"configure_encoder", speedups_configure_encoder, METH_VARARGS,
      "configure_encoder(fallback, whole, struct_type, raw_type_of, is_secret, redacted,"
      " type ids, string, nodes): the Python encoder's parts and limits (after configure())."},
+    {"join", (PyCFunction)(void (*)(void))speedups_join, METH_FASTCALL,
+     "join(records, start, lines, open_calls, main_thread, last_thread) -> int:"
+     " writer.join_records, in C."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1111,7 +1228,7 @@ PyInit__ctinstrument_speedups(void)
     if (fields_name == NULL || minus_one == NULL)
         return NULL;
     PyObject *module = PyModule_Create(&speedups_module);
-    if (module != NULL && PyModule_AddIntConstant(module, "VERSION", 2) < 0) {
+    if (module != NULL && PyModule_AddIntConstant(module, "VERSION", 3) < 0) {
         Py_DECREF(module);
         return NULL;
     }

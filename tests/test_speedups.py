@@ -1,4 +1,4 @@
-"""The C walk and encoder (native/speedups.c) against their references in Python.
+"""The C walk, encoder and writer loop (native/speedups.c) against their references in Python.
 
 The walk (probes._walk_python) must append the same ids and names for every value, fill
 ``seen`` alike and give the same result: a fingerprint decides whether a value is encoded
@@ -19,7 +19,7 @@ import types
 import orjson
 import pytest
 
-from ctinstrument import probes, values
+from ctinstrument import probes, values, writer
 
 speedups = pytest.importorskip(
     "_ctinstrument_speedups",
@@ -276,3 +276,60 @@ def test_what_the_c_encoder_cannot_finish_is_encoded_by_python(monkeypatch):
     finally:
         monkeypatch.undo()
         probes._choose_native(values.ValueEncoder(TypeLog()))
+
+
+def _random_records(rng, count):
+    """(thread, event) records as the probes and the recorder append them: pre-encoded
+    Steps, Calls and Returns (bytes, alone or in tuples), dict events, on a few threads."""
+    step = b'{"Step":{"path_id":0,"line":3}}'
+    call = probes._CALL % (2, probes._ARGUMENT % (1, b'{"kind":"None","type_id":0}'))
+    returned = probes._RETURN % b'{"kind":"None","type_id":0}'
+    drop = probes._DROP_VARIABLES % b"1,2"
+    choices = [
+        lambda: step, lambda: call, lambda: returned, lambda: returned,
+        lambda: (step, call), lambda: (step, drop, call), lambda: (step,),
+        lambda: (step, {"Event": {"kind": 0, "metadata": "", "content": "x"}}),
+        lambda: {"Call": {"function_id": 0, "args": []}},
+        lambda: {"Return": {"return_value": {"kind": "None", "type_id": 0}}},
+        lambda: {"ThreadExit": {"thread_id": 2}},
+        lambda: {"Event": {"kind": 0, "metadata": "", "content": "y"}},
+    ]
+    threads = [1, 1, 1, 1, 2, 3, None]
+    return [(rng.choice(threads), rng.choice(choices)()) for _ in range(count)]
+
+
+def test_the_c_join_takes_what_the_python_one_takes():
+    """Record for record: the same lines, open calls, dropped Returns and stopping index."""
+    rng = random.Random(9)
+    for _ in range(2000):
+        records = _random_records(rng, rng.randrange(0, 12))
+        start = rng.randrange(0, 3)
+        last_thread = rng.choice([1, 2, None])
+        calls = {thread: rng.randrange(0, 3) for thread in rng.sample([1, 2, 3], 2)}
+        results = []
+        for join in (writer.join_records, speedups.join):
+            lines, open_calls = [b"before"], dict(calls)
+            stop = join(records, start, lines, open_calls, 1, last_thread)
+            results.append((stop, lines, open_calls))
+        assert results[0] == results[1], (records, start, last_thread, calls)
+        assert results[0][0] >= min(start, len(records))
+
+
+def test_the_writer_writes_the_same_trace_with_either_join(tmp_path, monkeypatch):
+    rng = random.Random(10)
+    batches = [_random_records(rng, rng.randrange(1, 40)) for _ in range(200)]
+    traces = []
+    for join in (writer.join_records, speedups.join):
+        monkeypatch.setattr(writer, "_join", join)
+        out = tmp_path / join.__module__
+        out.mkdir()
+        trace = writer.TraceWriter(str(out))
+        trace.lost_return = probes._RETURN % b'{"kind":"None","type_id":0}'
+        for batch in batches:
+            trace.write(batch)
+        trace.close({}, [], {"Return": {"return_value": {"kind": "None", "type_id": 0}}})
+        traces.append((out / "trace.json").read_bytes())
+    assert traces[0] == traces[1]
+    events = orjson.loads(traces[0])
+    # Balanced whatever the batches held: every Return ends a Call of its thread.
+    assert sum("Call" in e for e in events) == sum("Return" in e for e in events)
