@@ -264,7 +264,7 @@ def _choose_native(encoder):
     global _walk, _encode_json
     _walk = _walk_python
     _encode_json = _encode_json_python
-    if _speedups is None or getattr(_speedups, "VERSION", None) != 3:
+    if _speedups is None or getattr(_speedups, "VERSION", None) != 4:
         return
     _speedups.configure(_KEEP, values.shown_as, plain_instance_dict, values.first_items,
                         class_attribute, _walk_raw, _depth, _items, _BUDGET)
@@ -272,7 +272,7 @@ def _choose_native(encoder):
     _speedups.configure_encoder(
         lambda value, depth, seen: _kept(_dumps(nested(value, depth, seen))),
         lambda value, seen: _kept(_dumps(encoder.encode(value, 0, seen))),
-        encoder.struct_type, encoder.raw_type_id, encoder.is_secret,
+        encoder.struct_type, encoder.raw_type_id, encoder.sequence_type_id, encoder.is_secret,
         lambda: _dumps(encoder.redacted_value()),
         (encoder.int_type, encoder.bool_type, encoder.float_type, encoder.str_type,
          encoder.list_type, encoder.tuple_type, encoder.dict_type, encoder.raw_type),

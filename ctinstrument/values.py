@@ -502,6 +502,10 @@ class ValueEncoder:
         """The type id of the Raw records of instances of ``cls``."""
         return self._type_id(KIND_RAW, cls)
 
+    def sequence_type_id(self, cls):
+        """The type id of the Sequence records of instances of ``cls``, a list subclass."""
+        return self._type_id(KIND_SEQ, cls)
+
     def encode_nested(self, value, depth, seen):
         """The record of ``value`` met at ``depth`` inside a record that ``encode`` is making
         with ``seen`` (node budget included); raises what ``encode`` turns into an Error

@@ -240,7 +240,7 @@ def join_records(records, start, lines, open_calls, main_thread, last_thread):
     return count
 
 
-_join = join_records if _speedups is None or getattr(_speedups, "VERSION", None) != 3 \
+_join = join_records if _speedups is None or getattr(_speedups, "VERSION", None) != 4 \
     else _speedups.join
 
 

@@ -206,6 +206,12 @@ walk_items(PyObject *value, PyTypeObject *cls, long long depth, PyObject *ids,
         items = Py_NewRef(value);
         total = Py_SIZE(value);
     }
+    else if (PyList_Check(value)) {  /* values.first_items: list.__getitem__, list.__len__ */
+        items = PyList_GetSlice(value, 0, (Py_ssize_t)items_limit);
+        if (items == NULL)
+            return -1;
+        total = Py_SIZE(value);
+    }
     else {
         PyObject *pair = PyObject_CallFunction(first_items, "OOL", value, (PyObject *)cls,
                                                items_limit);
@@ -409,9 +415,12 @@ walk(PyObject *value, long long depth, PyObject *ids, PyObject *held, PyObject *
  * ``whole(value, seen)`` -> bytes of ValueEncoder.encode's), ``struct_type(cls, names)``
  * (the Struct type id of an instance dict with those field names, or None: see
  * ValueEncoder._object), ``raw_type_of(cls)`` (the type id of a Raw record of an instance),
+ * ``sequence_type_of(cls)`` (the type id of the Sequence records of a list subclass),
  * ``is_secret(name)`` or None, ``redacted()`` (the bytes of
  * ValueEncoder.redacted_value()), the type ids of the builtins and the limits. */
 static PyObject *fallback, *whole, *struct_type, *is_secret, *redacted;
+static PyObject *sequence_type_of;
+static PyObject *sequence_types;  /* list subclass -> that type id */
 static PyObject *struct_types;  /* (class, names) -> Struct type id or None */
 static PyObject *raw_type_of;  /* raw_type_of(cls): the type id of its Raw records */
 static PyObject *raw_types;    /* class -> that type id */
@@ -629,9 +638,11 @@ encode_elements(PyObject *items, Py_ssize_t count, Py_ssize_t total, long long d
     return OUT_TEXT(out, "]");
 }
 
-/* ValueEncoder._items of an exact list or tuple. */
+/* ValueEncoder._items of an exact list or tuple, or of a list subclass ``subclass`` shown
+ * as its items (NULL for the exact types). */
 static int
-encode_sequence(PyObject *value, int is_list, long long depth, PyObject *seen, Out *out)
+encode_sequence(PyObject *value, int is_list, PyTypeObject *subclass, long long depth,
+                PyObject *seen, Out *out)
 {
     Py_ssize_t total = Py_SIZE(value);
     Py_ssize_t count = total <= items_limit ? total : (Py_ssize_t)items_limit;
@@ -641,10 +652,19 @@ encode_sequence(PyObject *value, int is_list, long long depth, PyObject *seen, O
     if (items == NULL)
         return -1;
     int failed;
-    if (is_list)
+    if (is_list) {
         failed = OUT_TEXT(out, "{\"kind\":\"Sequence\",") < 0
             || encode_elements(items, count, total, depth, seen, out) < 0
-            || OUT_TEXT(out, ",\"is_slice\":false") < 0 || out_type_end(out, list_type) < 0;
+            || OUT_TEXT(out, ",\"is_slice\":false") < 0;
+        long long type_id = list_type;
+        if (!failed && subclass != NULL) {  /* interned after the items' types, as in Python */
+            PyObject *known;
+            type_id = cached(sequence_types, subclass, sequence_type_of, &known) < 0 ? -1
+                : PyLong_AsLongLong(known);
+            failed = type_id == -1 && PyErr_Occurred();
+        }
+        failed = failed || out_type_end(out, type_id) < 0;
+    }
     else
         failed = OUT_TEXT(out, "{\"kind\":\"Tuple\",") < 0
             || encode_elements(items, count, total, depth, seen, out) < 0
@@ -933,9 +953,19 @@ encode_container(PyObject *value, PyTypeObject *cls, long long depth, PyObject *
         here = container_here(value, depth, seen);
         if (here == 0)
             return cls == &PyDict_Type ? encode_mapping(value, depth, seen, out)
-                : encode_sequence(value, cls == &PyList_Type, depth, seen, out);
+                : encode_sequence(value, cls == &PyList_Type, NULL, depth, seen, out);
         if (here == 2)
             return mark_seen(value, seen) < 0 ? -1 : out_container_raw(out, value, cls);
+    }
+    else if (PyList_Check(value)) {
+        /* A subclass shown as its items (not an enum, a class of ours, ...); its Raw at the
+         * limit and its References are the Python encoder's. */
+        int shape = shape_fill(cls);
+        if (shape < 0)
+            return -1;
+        here = shape == SHAPE_ITEMS ? container_here(value, depth, seen) : 1;
+        if (here == 0)
+            return encode_sequence(value, 1, cls, depth, seen, out);
     }
     else
         here = encode_object(value, cls, depth, seen, out);
@@ -980,21 +1010,27 @@ speedups_encode(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 static PyObject *
 speedups_configure_encoder(PyObject *module, PyObject *args)
 {
-    PyObject *fallback_, *whole_, *struct_type_, *raw_type_of_, *is_secret_, *redacted_;
+    PyObject *fallback_, *whole_, *struct_type_, *raw_type_of_, *sequence_type_of_;
+    PyObject *is_secret_, *redacted_;
     long long ids[8], string_limit_, nodes_limit_;
-    if (!PyArg_ParseTuple(args, "OOOOOO(LLLLLLLL)LL:configure_encoder", &fallback_, &whole_,
-                          &struct_type_, &raw_type_of_, &is_secret_, &redacted_, &ids[0],
+    if (!PyArg_ParseTuple(args, "OOOOOOO(LLLLLLLL)LL:configure_encoder", &fallback_, &whole_,
+                          &struct_type_, &raw_type_of_, &sequence_type_of_, &is_secret_,
+                          &redacted_, &ids[0],
                           &ids[1], &ids[2], &ids[3], &ids[4], &ids[5], &ids[6], &ids[7],
                           &string_limit_, &nodes_limit_))
         return NULL;
     PyObject *new_types = PyDict_New(), *new_raw_types = PyDict_New();
-    PyObject *new_object_raws = PyDict_New();
-    if (new_types == NULL || new_raw_types == NULL || new_object_raws == NULL) {
+    PyObject *new_object_raws = PyDict_New(), *new_sequence_types = PyDict_New();
+    if (new_types == NULL || new_raw_types == NULL || new_object_raws == NULL
+            || new_sequence_types == NULL) {
         Py_XDECREF(new_types);
         Py_XDECREF(new_raw_types);
         Py_XDECREF(new_object_raws);
+        Py_XDECREF(new_sequence_types);
         return NULL;
     }
+    Py_XSETREF(sequence_types, new_sequence_types);
+    Py_XSETREF(sequence_type_of, Py_NewRef(sequence_type_of_));
     Py_XSETREF(struct_types, new_types);
     Py_XSETREF(raw_types, new_raw_types);
     Py_XSETREF(object_raws, new_object_raws);
@@ -1206,7 +1242,8 @@ static PyMethodDef speedups_methods[] = {
     {"encode", (PyCFunction)(void (*)(void))speedups_encode, METH_FASTCALL,
      "encode(value, seen) -> bytes: orjson.dumps(ValueEncoder.encode(value, 0, seen)), in C."},
     {"configure_encoder", speedups_configure_encoder, METH_VARARGS,
-     "configure_encoder(fallback, whole, struct_type, raw_type_of, is_secret, redacted,"
+     "configure_encoder(fallback, whole, struct_type, raw_type_of, sequence_type_of,"
+     " is_secret, redacted,"
      " type ids, string, nodes): the Python encoder's parts and limits (after configure())."},
     {"join", (PyCFunction)(void (*)(void))speedups_join, METH_FASTCALL,
      "join(records, start, lines, open_calls, main_thread, last_thread) -> int:"
@@ -1228,7 +1265,7 @@ PyInit__ctinstrument_speedups(void)
     if (fields_name == NULL || minus_one == NULL)
         return NULL;
     PyObject *module = PyModule_Create(&speedups_module);
-    if (module != NULL && PyModule_AddIntConstant(module, "VERSION", 3) < 0) {
+    if (module != NULL && PyModule_AddIntConstant(module, "VERSION", 4) < 0) {
         Py_DECREF(module);
         return NULL;
     }

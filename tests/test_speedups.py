@@ -73,6 +73,8 @@ def _builtin_values():
     cyclic = [1, 2]
     cyclic.append(cyclic)
     shared = {"k": "v"}
+    ours = probes.new_thread_stack(7)  # a list subclass of ctinstrument: not shown as items
+    ours.append(1)
     return [
         0, -1, 2 ** 70, 1.5, math.nan, "text", "x" * 5000, b"bytes", True, None, 3j,
         range(4), [], (), {}, set(), frozenset({1, 2}), [1, "a", None], (1, (2, (3, (4,)))),
@@ -83,7 +85,7 @@ def _builtin_values():
         collections.deque([1, [2]]), Point(1, [2]), Point([1], Point(2, 3)), len, own.method,
         Plain.method, [].append, math, ValueError("boom", 1), ValueError, int, Plain,
         lambda: 0, [len, math, Plain.method], {"f": _builtin_values}, bytearray(b"ab"),
-        slice(1, 2), types.SimpleNamespace(a=1), sys.version_info,
+        slice(1, 2), types.SimpleNamespace(a=1), sys.version_info, ours, [ours, Tagged()],
     ]
 
 
