@@ -291,13 +291,13 @@ def _store_probe(item, stores, restores, index, inplace):
 
 
 def _line_effects(items):
-    """(lines that may run other code, {line: number of calls}) of the original
-    instructions.  A line is counted only if its calls are all it runs of other code and
-    none of its jumps lands inside it, so that each of its calls runs at most once each
-    time it runs (a jump out of the line, as a loop's last line or an ``if`` test makes,
-    can only leave calls out: the count then does not match, which is the safe side)."""
+    """(lines that may run other code, lines whose calls can be counted) of the original
+    instructions.  A line is counted if its calls are all it runs of other code and none of
+    its jumps lands inside it, so that each of its calls runs at most once each time it
+    runs (a jump out of the line, as a loop's last line or an ``if`` test makes, can only
+    leave calls out: the count then does not match, which is the safe side)."""
     running = set()
-    calls = {}
+    lines = set()
     uncounted = set()
     landing = {}  # label -> line of the instruction it stands before
     pending = []
@@ -312,22 +312,45 @@ def _line_effects(items):
         if not isinstance(item, Instr):
             continue
         line = item.lineno
+        lines.add(line)
         if isinstance(item.arg, Label) and landing.get(item.arg, line) == line:
             uncounted.add(line)
         if ins.runs_code(item):
             running.add(line)
-            if item.name in ins.CALLS:
-                calls[line] = calls.get(line, 0) + 1
-            else:
+            if item.name not in ins.CALLS:
                 uncounted.add(line)
-    for line in uncounted:
-        calls.pop(line, None)
-    return running, calls
+    return running, lines - uncounted
+
+
+def _site_effects(items, index, line, running, counted):
+    """SITE_RUNS_CODE and calls (SITE_CALLS_SHIFT) of a site of ``line`` placed before
+    ``items[index]``: for a counted line (see _line_effects), what runs from there to the
+    next line event in code order, that is to the next instruction of another line that
+    can take a site (a multi-line call makes its calls on its last visit of the first
+    line, not before its second line's event); otherwise the line's RUNS_CODE and no count."""
+    if line not in counted:
+        return SITE_RUNS_CODE if line in running else 0
+    calls = 0
+    previous = None
+    for at in range(index, len(items)):
+        item = items[at]
+        if not isinstance(item, Instr):
+            continue
+        if at > index and item.lineno is not None and item.lineno != line \
+                and item.name not in ins.NO_PROBE_BEFORE \
+                and (previous is None or previous.name not in ins.NO_PROBE_AFTER):
+            break
+        if item.name in ins.CALLS:
+            calls += 1
+        elif ins.runs_code(item):  # of a line whose site is carried past it
+            return SITE_RUNS_CODE
+        previous = item
+    return (SITE_RUNS_CODE if calls else 0) | (calls << SITE_CALLS_SHIFT)
 
 
 def _insert_probes(bc, registry, fid, arg_loads, cell_loads, stores):
     items = _split_superinstructions(list(bc))
-    running, calls = _line_effects(items)
+    running, counted = _line_effects(items)
     restores = _comprehension_restores(items) if ins.HAS_INLINED_COMPREHENSIONS else set()
     inplace = _inplace_object_stores(items)
     start = _prologue_length(items)
@@ -436,9 +459,8 @@ def _insert_probes(bc, registry, fid, arg_loads, cell_loads, stores):
             if blocked:
                 carried = site_line
             else:
-                flags = (SITE_FORCED if forced else 0) | (
-                    SITE_RUNS_CODE if site_line in running else 0) | (
-                    calls.get(site_line, 0) << SITE_CALLS_SHIFT)
+                flags = (SITE_FORCED if forced else 0) | _site_effects(
+                    items, index, site_line, running, counted)
                 last_site = registry.line_site(fid, site_line, flags)
                 forced = False
                 out.extend(_located(ins.call_with_consts(STEP, last_site), item))
