@@ -715,7 +715,7 @@ def _walk_raw(value, cls, ids, held):
             held.append(name)
     elif cls is _Module:
         ids.append(id(value))
-        ids.append(value.__dict__.get("__name__"))
+        ids.append(values.plain_text(value.__dict__.get("__name__")))
     elif issubclass(cls, BaseException):
         args = values.exception_args(value)
         ids.append(id(cls))

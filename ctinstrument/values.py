@@ -47,6 +47,9 @@ _GetSet = types.GetSetDescriptorType
 _Member = types.MemberDescriptorType
 # Types whose repr is computed by the interpreter from the value alone.
 _SAFE_REPR = (complex, range, bytes, bytearray, slice)
+_str_only = frozenset({str}).issuperset
+# What a slice's Raw shows by its repr (anything else by its type's name).
+_SLICE_PARTS = (int, bool, float, type(None))
 _OWN_MODULES = __name__.rpartition(".")[0] + "."
 # ctinstrument's own objects are never shown, except as a short Raw; one that stands in for
 # an object of the program is shown as that object: class -> function(value) -> object.
@@ -84,13 +87,25 @@ class Limits:
 def type_name(cls):
     """The qualified name of a class, read through ``type`` (a metaclass cannot intercept it)."""
     try:
-        name = _type_name_of(cls)
+        name = plain_text(_type_name_of(cls))
         module = _type_module_of(cls)
     except Exception:
         return "?"
-    if module in ("builtins", None) or not isinstance(module, str):
+    if module is None:
+        return name
+    module = plain_text(module)
+    if module in ("builtins", "?"):
         return name
     return module + "." + name
+
+
+def plain_text(text):
+    """``text`` as an exact str (a str subclass's own methods are not run), or "?" for
+    what is not a str (a name the program set to another object)."""
+    if type(text) is str:
+        return text
+    # issubclass of its type: isinstance() would read a user __class__.
+    return str.__str__(text) if issubclass(type(text), str) else "?"
 
 
 def safe_text(text):
@@ -384,6 +399,10 @@ class ValueEncoder:
         if cls in (bytes, bytearray) and len(value) > self.limits.string:
             text = "%r… (%d more bytes)" % (value[:self.limits.string],
                                            len(value) - self.limits.string)
+        elif cls is slice:  # its repr would run the repr of whatever its parts are
+            text = "slice(%s)" % ", ".join([
+                repr(part) if type(part) in _SLICE_PARTS else "<%s>" % type_name(type(part))
+                for part in (value.start, value.stop, value.step)])
         else:
             text = repr(value)
         return {"kind": "Raw", "r": text, "type_id": self._type_id(KIND_RAW, cls)}
@@ -458,8 +477,10 @@ class ValueEncoder:
         namespace = _instance_dict(value, cls)
         if namespace is not None and len(namespace) <= self.limits.items \
                 and not _slot_names(cls):
-            # The common case: the fields are the instance dict, in its order.
-            names = tuple(namespace)
+            # The common case: the fields are the instance dict, in its order, its names
+            # and values read at once (another thread may change it while this runs).
+            fields = tuple(dict.items(namespace))
+            names = tuple([name for name, _ in fields])
             type_id = self.struct_type(cls, names)
             if type_id is not None:
                 seen.setdefault(id(namespace), False)  # stores into it change this object
@@ -468,8 +489,7 @@ class ValueEncoder:
                 encode = self._encode
                 depth += 1
                 return {"kind": "Struct",
-                        "field_values": [encode(item, depth, seen)
-                                         for item in namespace.values()],
+                        "field_values": [encode(item, depth, seen) for _, item in fields],
                         "type_id": type_id}
         fields = []
         if namespace is not None:
@@ -492,6 +512,8 @@ class ValueEncoder:
         """The Struct type id of an instance dict of ``cls`` shown as it is, whose field
         names are ``names`` (a tuple), or None (a name that is not a str or names a secret:
         the dict is shown field by field)."""
+        if not _str_only(map(type, names)):  # hashing the key would run their __hash__
+            return None
         key = (cls, names)
         type_id = self._shapes.get(key, _MISSING)
         if type_id is _MISSING:
@@ -546,7 +568,7 @@ class ValueEncoder:
             return {"kind": "Raw", "r": safe_text(self._describe(value, cls)),
                     "type_id": self._type_id(KIND_RAW, cls)}
         # The commonest (namespaces, dicts of callbacks): one record per qualified name.
-        name = value.__qualname__
+        name = plain_text(value.__qualname__)
         known = self._function_raws.get(name)
         if known is None:
             if len(self._function_raws) > 10_000:
@@ -560,13 +582,14 @@ class ValueEncoder:
         if cls in (list, tuple, dict, set, frozenset):
             return "<%s of %d items>" % (cls.__name__, len(value))
         if cls is types.FunctionType or cls is types.BuiltinFunctionType:
-            return "<function %s>" % value.__qualname__
+            return "<function %s>" % plain_text(value.__qualname__)
         if cls is types.MethodType:
             function = value.__func__
-            name = function.__qualname__ if type(function) is types.FunctionType else "?"
+            name = plain_text(function.__qualname__) if type(function) is types.FunctionType \
+                else "?"
             return "<bound method %s>" % name
         if cls is types.ModuleType:
-            return "<module %s>" % value.__dict__.get("__name__", "?")
+            return "<module %s>" % plain_text(value.__dict__.get("__name__", "?"))
         # Subclass checks on the exact type: isinstance() would read a user __class__.
         if issubclass(cls, type):
             return "<class %s>" % type_name(value)

@@ -206,38 +206,57 @@ class TraceWriter:
 
 def join_records(records, start, lines, open_calls, main_thread, last_thread):
     """Append to ``lines`` the events of ``records[start:]`` (see TraceWriter.write) up to
-    the first that is not bytes or a tuple of bytes, or that comes from a thread other than
-    ``last_thread`` (None: no thread); returns its index (``len(records)``: all taken).
+    the first that is not a (thread, event) tuple whose thread is an int or None and whose
+    event is bytes or a tuple of bytes, or that comes from a thread other than
+    ``last_thread``; returns its index (``len(records)``: all taken).  Threads and counts
+    that are not ints or None are left to TraceWriter._write_record (nothing is taken).
 
     Counts the Calls of each thread in ``open_calls`` (thread number -> open calls) and
     drops a Return with no open call to end (see the module docstring).  The reference of
-    _ctinstrument_speedups.join, which does the same."""
+    _ctinstrument_speedups.join, which does the same (and so runs no code of the records)."""
     count = len(records)
+    start = min(max(start, 0), count)
+    if not (_is_thread(main_thread) and _is_thread(last_thread)):
+        return start
     for at in range(start, count):
-        thread, event = records[at]
+        record = records[at]
+        if type(record) is not tuple or len(record) != 2 or not _is_thread(record[0]):
+            return at
+        thread, event = record
         if thread != last_thread and thread is not None:
             return at
-        cls = event.__class__
+        cls = type(event)
         if cls is bytes:
             if event[:8] == _CALL_PREFIX:
-                open_calls[thread] = open_calls.get(thread, 0) + 1
+                open_calls[thread] = _open_calls_of(open_calls, thread) + 1
             elif event[:10] == _RETURN_PREFIX:
-                depth = open_calls.get(thread, 0)
+                depth = _open_calls_of(open_calls, thread)
                 if depth <= (1 if thread == main_thread else 0):
                     continue
                 open_calls[thread] = depth - 1
             lines.append(event)
         elif cls is tuple:
             for part in event:
-                if part.__class__ is not bytes:
+                if type(part) is not bytes:
                     return at
             for part in event:
                 if part[:8] == _CALL_PREFIX:
-                    open_calls[thread] = open_calls.get(thread, 0) + 1
+                    open_calls[thread] = _open_calls_of(open_calls, thread) + 1
                 lines.append(part)
         else:
             return at
     return count
+
+
+def _is_thread(thread):
+    return thread is None or type(thread) is int
+
+
+def _open_calls_of(open_calls, thread):
+    depth = open_calls.get(thread, 0)
+    if type(depth) is not int:
+        raise TypeError("open call counts must be ints")
+    return depth
 
 
 _join = join_records if _speedups is None or getattr(_speedups, "VERSION", None) != 4 \

@@ -718,6 +718,10 @@ encode_mapping(PyObject *value, long long depth, PyObject *seen, Out *out)
     while (PyDict_Next(value, &position, &key, &item)) {
         if (index && OUT_TEXT(out, ",") < 0)
             return -1;
+        if (index == total) {  /* as dict's iterator: same size, other keys */
+            PyErr_SetString(PyExc_RuntimeError, "dictionary keys changed during iteration");
+            return -1;
+        }
         if (index == limit) {
             if (out_cut(out, total - index) < 0)
                 return -1;
@@ -742,21 +746,28 @@ encode_mapping(PyObject *value, long long depth, PyObject *seen, Out *out)
 }
 
 /* The Struct type id of a plain object's instance dict ``fields`` shown as it is, or None
- * (borrowed from the cache; NULL on error). */
+ * (borrowed from the cache; NULL on error); ``*names`` (a new reference, on success): the
+ * field names it was made for, which the values written must still have. */
 static PyObject *
-struct_type_of(PyTypeObject *cls, PyObject *fields)
+struct_type_of(PyTypeObject *cls, PyObject *fields, PyObject **names)
 {
-    PyObject *names = PyTuple_New(PyDict_GET_SIZE(fields));
-    if (names == NULL)
+    *names = PyTuple_New(PyDict_GET_SIZE(fields));
+    if (*names == NULL)
         return NULL;
     Py_ssize_t position = 0, index = 0;
     PyObject *name, *item;
-    while (PyDict_Next(fields, &position, &name, &item))
-        PyTuple_SET_ITEM(names, index++, Py_NewRef(name));
-    PyObject *key = PyTuple_Pack(2, (PyObject *)cls, names);
-    Py_DECREF(names);
-    if (key == NULL)
+    while (PyDict_Next(fields, &position, &name, &item)) {
+        if (!PyUnicode_CheckExact(name)) {  /* hashing the key would run its __hash__ */
+            Py_CLEAR(*names);
+            return Py_None;  /* as ValueEncoder.struct_type says */
+        }
+        PyTuple_SET_ITEM(*names, index++, Py_NewRef(name));
+    }
+    PyObject *key = PyTuple_Pack(2, (PyObject *)cls, *names);
+    if (key == NULL) {
+        Py_CLEAR(*names);
         return NULL;
+    }
     PyObject *known = PyDict_GetItemWithError(struct_types, key);
     if (known == NULL && !PyErr_Occurred()) {
         if (PyDict_GET_SIZE(struct_types) > CLASS_CACHE_LIMIT)
@@ -768,6 +779,8 @@ struct_type_of(PyTypeObject *cls, PyObject *fields)
         Py_XDECREF(made);
     }
     Py_DECREF(key);
+    if (known == NULL)
+        Py_CLEAR(*names);
     return known;
 }
 
@@ -820,16 +833,16 @@ encode_object(PyObject *value, PyTypeObject *cls, long long depth, PyObject *see
         return -1;
     }
     int result = 1;
-    PyObject *type_id = NULL;
+    PyObject *type_id = NULL, *names = NULL;
     if (!PyDict_CheckExact(fields) || PyDict_GET_SIZE(fields) > items_limit)
         goto done;
     /* Borrowed from the cache, which the fields' encodings below may change. */
-    type_id = Py_XNewRef(struct_type_of(cls, fields));
+    type_id = Py_XNewRef(struct_type_of(cls, fields, &names));
     result = type_id == NULL ? -1 : 1;
     if (type_id == NULL || type_id == Py_None)
         goto done;
     result = -1;
-    Py_ssize_t total = PyDict_GET_SIZE(fields), ignored;
+    Py_ssize_t total = PyTuple_GET_SIZE(names), ignored;
     if (PyDict_SetItem(seen, key, Py_True) < 0)
         goto done;
     PyObject *namespace_key = PyLong_FromVoidPtr(fields);
@@ -843,6 +856,12 @@ encode_object(PyObject *value, PyTypeObject *cls, long long depth, PyObject *see
     Py_ssize_t position = 0, index = 0;
     PyObject *name, *item;
     while (PyDict_Next(fields, &position, &name, &item)) {
+        /* Another thread or a finaliser changed the fields since their names were read: the
+         * values would not be the type's (the Python encoder reads them all at once). */
+        if (index >= total || PyTuple_GET_ITEM(names, index) != name) {
+            PyErr_SetString(PyExc_RuntimeError, "dictionary keys changed during iteration");
+            goto done;
+        }
         if (index++ && OUT_TEXT(out, ",") < 0)
             goto done;
         Py_INCREF(item);
@@ -855,6 +874,10 @@ encode_object(PyObject *value, PyTypeObject *cls, long long depth, PyObject *see
             goto done;
         }
     }
+    if (index != total) {
+        PyErr_SetString(PyExc_RuntimeError, "dictionary changed size during iteration");
+        goto done;
+    }
     long long number = PyLong_AsLongLong(type_id);
     if ((number == -1 && PyErr_Occurred()) || OUT_TEXT(out, "]") < 0
             || out_type_end(out, number) < 0)
@@ -862,6 +885,7 @@ encode_object(PyObject *value, PyTypeObject *cls, long long depth, PyObject *see
     result = 0;
 done:
     Py_XDECREF(type_id);
+    Py_XDECREF(names);
     Py_DECREF(fields);
     Py_DECREF(key);
     return result;
@@ -1123,18 +1147,36 @@ speedups_configure(PyObject *module, PyObject *args)
 
 /* ---- the writer's loop: runs of pre-encoded records (writer.join_records) ------------ */
 
+/* What join() takes as a thread: an int or None, whose comparisons and hash run no code
+ * (so the records cannot change under it). */
+static int
+is_thread(PyObject *thread)
+{
+    return thread == Py_None || PyLong_CheckExact(thread);
+}
+
+/* open_calls.get(thread, 0) into *depth; -1 on error. */
+static int
+open_calls_of(PyObject *open_calls, PyObject *thread, Py_ssize_t *depth)
+{
+    *depth = 0;
+    PyObject *known = PyDict_GetItemWithError(open_calls, thread);
+    if (known == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    if (!PyLong_CheckExact(known)) {
+        PyErr_SetString(PyExc_TypeError, "open call counts must be ints");
+        return -1;
+    }
+    *depth = PyLong_AsSsize_t(known);
+    return *depth == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
 /* open_calls[thread] + delta; -1 on error. */
 static int
 add_open_calls(PyObject *open_calls, PyObject *thread, Py_ssize_t delta)
 {
-    Py_ssize_t depth = 0;
-    PyObject *known = PyDict_GetItemWithError(open_calls, thread);
-    if (known != NULL) {
-        depth = PyLong_AsSsize_t(known);
-        if (depth == -1 && PyErr_Occurred())
-            return -1;
-    }
-    else if (PyErr_Occurred())
+    Py_ssize_t depth;
+    if (open_calls_of(open_calls, thread, &depth) < 0)
         return -1;
     PyObject *updated = PyLong_FromSsize_t(depth + delta);
     if (updated == NULL)
@@ -1172,10 +1214,14 @@ speedups_join(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         at = 0;
     if (at > PyList_GET_SIZE(records))
         at = PyList_GET_SIZE(records);
+    if (!is_thread(main_thread) || !is_thread(last_thread))
+        return PyLong_FromSsize_t(at);  /* all left to the Python writer */
     for (; at < PyList_GET_SIZE(records); at++) {
         PyObject *record = PyList_GET_ITEM(records, at);
-        if (!PyTuple_CheckExact(record) || PyTuple_GET_SIZE(record) != 2)
-            break;  /* not a (thread, event) pair: the Python writer says what is wrong */
+        /* Not a (thread, event) pair of the recorder's: the Python writer takes it. */
+        if (!PyTuple_CheckExact(record) || PyTuple_GET_SIZE(record) != 2
+                || !is_thread(PyTuple_GET_ITEM(record, 0)))
+            break;
         PyObject *thread = PyTuple_GET_ITEM(record, 0), *event = PyTuple_GET_ITEM(record, 1);
         if (thread != Py_None && thread != last_thread) {
             int same = PyObject_RichCompareBool(thread, last_thread, Py_EQ);
@@ -1190,14 +1236,8 @@ speedups_join(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                     return NULL;
             }
             else if (starts_with(event, RETURN_PREFIX, 10)) {
-                Py_ssize_t depth = 0;
-                PyObject *known = PyDict_GetItemWithError(open_calls, thread);
-                if (known != NULL) {
-                    depth = PyLong_AsSsize_t(known);
-                    if (depth == -1 && PyErr_Occurred())
-                        return NULL;
-                }
-                else if (PyErr_Occurred())
+                Py_ssize_t depth;
+                if (open_calls_of(open_calls, thread, &depth) < 0)
                     return NULL;
                 int main = PyObject_RichCompareBool(thread, main_thread, Py_EQ);
                 if (main < 0)

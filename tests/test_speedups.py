@@ -214,6 +214,109 @@ def _encodings(value, limits):
             (got, native_seen, native_log.calls, native.redactions))
 
 
+class Spy:
+    """Records every method of it the encoders or the walk run (they must run none)."""
+    ran = []
+
+    def __repr__(self):
+        Spy.ran.append("__repr__")
+        return "spy"
+
+    def __str__(self):
+        Spy.ran.append("__str__")
+        return "spy"
+
+    def __hash__(self):
+        Spy.ran.append("__hash__")
+        return 1
+
+    def __eq__(self, other):
+        Spy.ran.append("__eq__")
+        return self is other
+
+
+class SpyText(str):
+    def __eq__(self, other):
+        Spy.ran.append("__eq__")
+        return str.__eq__(self, other)
+
+    def __radd__(self, other):
+        Spy.ran.append("__radd__")
+        return other + str(self)
+
+    __hash__ = str.__hash__
+
+
+def _values_with_program_code():
+    module = types.ModuleType("named")
+    module.__name__ = Spy()
+    renamed = type("Renamed", (), {})
+    renamed.__module__ = SpyText("mod")
+    renamed.__qualname__ = SpyText("Renamed")
+    keyed = Plain(a=1)
+    keyed.__dict__[Spy()] = 2
+    function = lambda: 0  # noqa: E731
+    function.__qualname__ = SpyText("f")
+    return [slice(Spy(), 2, None), [slice(1, Spy())], module, renamed(), renamed, keyed,
+            function, [keyed, module]]
+
+
+def test_the_encoders_run_no_code_of_the_program(limits):
+    """Parts of a slice, a module's ``__name__``, a class's ``__module__``/``__qualname__``,
+    the non-str keys of an instance dict: shown without running their methods, alike."""
+    for value in _values_with_program_code():
+        Spy.ran.clear()
+        python, native = _encodings(value, limits)
+        assert python == native, value
+        _walks(value)
+        assert Spy.ran == [], value
+    shown = ("slice(<%s>, 2, None)" % values.type_name(Spy)).encode()
+    assert shown in _encodings(slice(Spy(), 2, None), limits)[0][0]
+
+
+def test_a_struct_shows_the_fields_its_type_names(limits):
+    """A finaliser run by the collector while an object is encoded (here: in the Python
+    call that makes its Struct type, after its field names were read) changes its fields:
+    the Struct's values are still those of the field names its type gives."""
+    import gc
+
+    class Junk:
+        def __del__(self):
+            fields = victim.__dict__
+            if "a" in fields:
+                del fields["a"]
+                fields["c"] = [3]
+
+    python, python_log, native, native_log = limits
+    by_name = {"a": 1, "b": 2, "c": 3}
+    changed = 0
+    for threshold in range(1, 17):  # the collections fall at different points
+        for encode, log in ((lambda v: orjson.dumps(python.encode(v, 0, {})), python_log),
+                            (lambda v: speedups.encode(v, {}), native_log)):
+            fresh = type("Fresh", (Plain,), {})  # no Struct type yet: made in Python
+            victim = fresh(a=[1], b=[2])
+            gc.collect()
+            junk = Junk()
+            junk.cycle = junk
+            del junk
+            gc.set_threshold(threshold)
+            try:
+                record = orjson.loads(encode(victim))
+            finally:
+                gc.set_threshold(700)
+                gc.collect()
+            changed += "c" in victim.__dict__
+            if record["kind"] != "Struct":
+                continue
+            fields = {id_: key for key, id_ in log.ids.items()}[record["type_id"]][2]
+            shown = [value["elements"][0]["i"] if value["kind"] == "Sequence" else None
+                     for value in record["field_values"]]
+            assert len(fields) == len(shown)
+            assert all(value in (None, by_name[name]) for name, value in zip(fields, shown)), \
+                (threshold, encode, fields, shown)
+    assert changed  # the finaliser did run during some of the encodings
+
+
 def _scalars():
     text = "".join(map(chr, range(128)))
     return [
@@ -296,8 +399,11 @@ def _random_records(rng, count):
         lambda: {"ThreadExit": {"thread_id": 2}},
         lambda: {"Event": {"kind": 0, "metadata": "", "content": "y"}},
     ]
-    threads = [1, 1, 1, 1, 2, 3, None]
-    return [(rng.choice(threads), rng.choice(choices)()) for _ in range(count)]
+    threads = [1, 1, 1, 1, 2, 3, None, 1.0]  # a float: not a thread number, left to Python
+    records = [(rng.choice(threads), rng.choice(choices)()) for _ in range(count)]
+    if records and rng.random() < 0.1:  # a list, not a pair: left to Python too
+        records[rng.randrange(len(records))] = [1, step]
+    return records
 
 
 def test_the_c_join_takes_what_the_python_one_takes():
@@ -305,8 +411,8 @@ def test_the_c_join_takes_what_the_python_one_takes():
     rng = random.Random(9)
     for _ in range(2000):
         records = _random_records(rng, rng.randrange(0, 12))
-        start = rng.randrange(0, 3)
-        last_thread = rng.choice([1, 2, None])
+        start = rng.randrange(-1, 3)
+        last_thread = rng.choice([1, 2, None, 1.0])
         calls = {thread: rng.randrange(0, 3) for thread in rng.sample([1, 2, 3], 2)}
         results = []
         for join in (writer.join_records, speedups.join):
@@ -314,12 +420,32 @@ def test_the_c_join_takes_what_the_python_one_takes():
             stop = join(records, start, lines, open_calls, 1, last_thread)
             results.append((stop, lines, open_calls))
         assert results[0] == results[1], (records, start, last_thread, calls)
-        assert results[0][0] >= min(start, len(records))
+        assert results[0][0] >= min(max(start, 0), len(records))
+
+
+def test_the_c_join_runs_no_code_of_the_records():
+    """A thread that is not an int (whose ``__eq__`` or ``__hash__`` could change the
+    records) stops the join before it is compared or hashed."""
+    class Hostile(int):
+        def __eq__(self, other):
+            raise AssertionError("compared")
+
+        __hash__ = int.__hash__
+
+    step = b'{"Step":{"path_id":0,"line":3}}'
+    records = [(1, step), (Hostile(1), step)]
+    for join in (writer.join_records, speedups.join):
+        lines = []
+        assert join(records, 0, lines, {}, 1, 1) == 1
+        assert lines == [step]
+        assert join(records, 0, [], {}, 1, Hostile(1)) == 0
 
 
 def test_the_writer_writes_the_same_trace_with_either_join(tmp_path, monkeypatch):
     rng = random.Random(10)
-    batches = [_random_records(rng, rng.randrange(1, 40)) for _ in range(200)]
+    batches = [[record for record in _random_records(rng, rng.randrange(1, 40))
+                if type(record) is tuple and type(record[0]) is not float]
+               for _ in range(200)]
     traces = []
     for join in (writer.join_records, speedups.join):
         monkeypatch.setattr(writer, "_join", join)
