@@ -290,67 +290,81 @@ def _store_probe(item, stores, restores, index, inplace):
     return []
 
 
-def _line_effects(items):
-    """(lines that may run other code, lines whose calls can be counted) of the original
-    instructions.  A line is counted if its calls are all it runs of other code and none of
-    its jumps lands inside it, so that each of its calls runs at most once each time it
-    runs (a jump out of the line, as a loop's last line or an ``if`` test makes, can only
-    leave calls out: the count then does not match, which is the safe side)."""
-    running = set()
-    lines = set()
-    uncounted = set()
-    landing = {}  # label -> line of the instruction it stands before
-    pending = []
-    for item in items:
-        if isinstance(item, Label):
-            pending.append(item)
-        elif isinstance(item, Instr):
-            for label in pending:
-                landing[label] = item.lineno
-            pending.clear()
-    for item in items:
-        if not isinstance(item, Instr):
-            continue
-        line = item.lineno
-        lines.add(line)
-        if isinstance(item.arg, Label) and landing.get(item.arg, line) == line:
-            uncounted.add(line)
-        if ins.runs_code(item):
-            running.add(line)
-            if item.name not in ins.CALLS:
-                uncounted.add(line)
-    return running, lines - uncounted
+class _SiteEffects:
+    """What may run between a line site and the next line event, for SITE_RUNS_CODE and the
+    calls a site expects (SITE_CALLS_SHIFT): the instructions reachable from the site, in
+    the original code, without passing a line event (an instruction of another line that
+    can take a site, or a jump back to a site of the same line: its site id is not larger).
 
+    Each reachable instruction runs at most once in between unless the region has a loop
+    with no line event (then the calls are not counted), so when every call that ran entered
+    recorded code, the count of reachable calls is the most that can have entered.  A jump
+    out of the region, as an ``if`` test or a loop's exit makes, only leaves calls out: the
+    count then does not match, which is the safe side.  A multi-line call makes its calls
+    on the last visit of its first line, and a ``for`` line runs its iterator's call once,
+    not at each loop head."""
 
-def _site_effects(items, index, line, running, counted):
-    """SITE_RUNS_CODE and calls (SITE_CALLS_SHIFT) of a site of ``line`` placed before
-    ``items[index]``: for a counted line (see _line_effects), what runs from there to the
-    next line event in code order, that is to the next instruction of another line that
-    can take a site (a multi-line call makes its calls on its last visit of the first
-    line, not before its second line's event); otherwise the line's RUNS_CODE and no count."""
-    if line not in counted:
-        return SITE_RUNS_CODE if line in running else 0
-    calls = 0
-    previous = None
-    for at in range(index, len(items)):
-        item = items[at]
-        if not isinstance(item, Instr):
-            continue
-        if at > index and item.lineno is not None and item.lineno != line \
-                and item.name not in ins.NO_PROBE_BEFORE \
-                and (previous is None or previous.name not in ins.NO_PROBE_AFTER):
-            break
-        if item.name in ins.CALLS:
-            calls += 1
-        elif ins.runs_code(item):  # of a line whose site is carried past it
+    def __init__(self, items, targets):
+        self.items = items
+        self.index_of = {}  # label -> index of the first instruction after it
+        self.sited = set()  # indexes of instructions that a jump reaches at a site
+        pending = []
+        for index, item in enumerate(items):
+            if isinstance(item, Label):
+                pending.append(item)
+            elif isinstance(item, Instr):
+                for label in pending:
+                    self.index_of[label] = index
+                    if label in targets and item.lineno is not None:
+                        self.sited.add(index)
+                pending.clear()
+
+    def _blocked(self, index, previous):
+        return self.items[index].name in ins.NO_PROBE_BEFORE \
+            or (previous is not None and previous.name in ins.NO_PROBE_AFTER)
+
+    def flags(self, start, line):
+        """SITE_RUNS_CODE and calls of a site of ``line`` placed before ``items[start]``."""
+        items = self.items
+        calls = 0
+        runs = False
+        seen = set()
+        todo = [(start, None, None)]  # (index, previous instruction, index jumped from)
+        while todo:
+            index, previous, source = todo.pop()
+            while index < len(items) and not isinstance(items[index], Instr):
+                index += 1  # labels, try blocks, line markers
+            if index >= len(items) or index == start and seen:
+                continue  # the end, or back at the site: a line event
+            item = items[index]
+            if item.lineno is not None and item.lineno != line \
+                    and not self._blocked(index, previous):
+                continue  # another line's event
+            backward = source is not None and index <= source
+            if backward and index in self.sited:
+                continue  # back to a site of this line: a line event
+            if backward:  # a loop with no line event: its calls may run many times
+                return SITE_RUNS_CODE
+            if index in seen:
+                continue
+            seen.add(index)
+            if item.name in ins.CALLS:
+                calls += 1
+            elif ins.runs_code(item):
+                runs = True
+            if isinstance(item.arg, Label):
+                target = self.index_of.get(item.arg)
+                if target is not None:
+                    todo.append((target, item, index))
+            if not (item.is_uncond_jump() or item.is_final()):
+                todo.append((index + 1, item, None))
+        if runs:
             return SITE_RUNS_CODE
-        previous = item
-    return (SITE_RUNS_CODE if calls else 0) | (calls << SITE_CALLS_SHIFT)
+        return (SITE_RUNS_CODE if calls else 0) | (calls << SITE_CALLS_SHIFT)
 
 
 def _insert_probes(bc, registry, fid, arg_loads, cell_loads, stores):
     items = _split_superinstructions(list(bc))
-    running, counted = _line_effects(items)
     restores = _comprehension_restores(items) if ins.HAS_INLINED_COMPREHENSIONS else set()
     inplace = _inplace_object_stores(items)
     start = _prologue_length(items)
@@ -379,6 +393,7 @@ def _insert_probes(bc, registry, fid, arg_loads, cell_loads, stores):
         elif isinstance(item, Instr) and isinstance(item.arg, Label) \
                 and item.name != "JUMP_BACKWARD_NO_INTERRUPT":
             targets.add(item.arg)
+    effects = _SiteEffects(items, targets)
 
     # Handlers of the program's own try/with statements (not our catch-all).
     user_handlers = {item.target for item in items if isinstance(item, TryBegin)} | {
@@ -459,8 +474,7 @@ def _insert_probes(bc, registry, fid, arg_loads, cell_loads, stores):
             if blocked:
                 carried = site_line
             else:
-                flags = (SITE_FORCED if forced else 0) | _site_effects(
-                    items, index, site_line, running, counted)
+                flags = (SITE_FORCED if forced else 0) | effects.flags(index, site_line)
                 last_site = registry.line_site(fid, site_line, flags)
                 forced = False
                 out.extend(_located(ins.call_with_consts(STEP, last_site), item))

@@ -462,9 +462,10 @@ PROGRAMS.update({
             return Local.size
         print(make())
     """,
-    # LIMIT (all versions): FOR_ITER runs map(lst.append, ...) (C code, nothing instrumented) on a
-    # line without a call: lst is stale for the whole loop. Same for any library generator that
-    # mutates what the frame holds when its iterator was made on another line.
+    # LIMIT (all versions): FOR_ITER runs map(lst.append, ...) (C code, nothing instrumented) at
+    # the loop head, which makes no call: lst is stale for the whole loop. Same for any library
+    # generator that mutates what the frame holds (the call that made it, on the for line or
+    # another, is checked once, not each loop head).
     "limit_uninstrumented_iteration": """
         def main():
             lst = []
