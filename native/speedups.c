@@ -591,8 +591,26 @@ out_container_raw(Out *out, PyObject *value, PyTypeObject *cls)
     return out_type_end(out, number);
 }
 
-/* seen[id(value)] = True, unless it is there and true (then 1: shown as a Reference, which
- * the Python encoder writes). */
+/* ValueEncoder's Reference record to ``value`` shown above: its Raw (``raw``, ``size``
+ * bytes), its address, the type id of instances of ``cls``'s Raw records. */
+static int
+out_reference(Out *out, PyObject *value, PyTypeObject *cls, const char *raw, Py_ssize_t size)
+{
+    PyObject *type_id;
+    if (cached(raw_types, cls, raw_type_of, &type_id) < 0)
+        return -1;
+    long long number = PyLong_AsLongLong(type_id);
+    if (number == -1 && PyErr_Occurred())
+        return -1;
+    if (OUT_TEXT(out, "{\"kind\":\"Reference\",\"dereferenced\":") < 0
+            || out_write(out, raw, size) < 0 || OUT_TEXT(out, ",\"address\":") < 0
+            || out_number(out, (long long)(uintptr_t)value) < 0
+            || OUT_TEXT(out, ",\"mutable\":true") < 0)
+        return -1;
+    return out_type_end(out, number);
+}
+
+/* seen[id(value)] = True, unless it is there and true (then 1: shown as a Reference). */
 static int
 mark_shown(PyObject *value, PyObject *seen)
 {
@@ -784,6 +802,30 @@ struct_type_of(PyTypeObject *cls, PyObject *fields, PyObject **names)
     return known;
 }
 
+/* The "<T object>" Raw record (bytes, a new reference) of a plain object of ``cls``, the
+ * same for every instance: cached from the Python encoder's at the depth limit (which
+ * only marks ``value`` in ``seen`` as shown without contents, if it is not there). */
+static PyObject *
+object_raw(PyObject *value, PyTypeObject *cls, PyObject *seen)
+{
+    PyObject *known = PyDict_GetItemWithError(object_raws, (PyObject *)cls);
+    if (known != NULL)
+        return Py_NewRef(known);
+    if (PyErr_Occurred())
+        return NULL;
+    Out made = {NULL, 0, 0};
+    int failed = encode_fallback(value, depth_limit, seen, &made);
+    PyObject *record = failed ? NULL : PyBytes_FromStringAndSize(made.data, made.size);
+    PyMem_Free(made.data);
+    if (record == NULL)
+        return NULL;
+    if (PyDict_GET_SIZE(object_raws) > CLASS_CACHE_LIMIT)
+        PyDict_Clear(object_raws);
+    if (PyDict_SetItem(object_raws, (PyObject *)cls, record) < 0)
+        Py_CLEAR(record);
+    return record;
+}
+
 /* ValueEncoder._object's common case (the Struct of an instance dict of str names, none a
  * secret, at most ``items`` of them) and the same object at the depth limit; 1 when
  * ``value`` is not that case or is shown as a Reference (the Python encoder writes those). */
@@ -799,23 +841,10 @@ encode_object(PyObject *value, PyTypeObject *cls, long long depth, PyObject *see
     if (nodes_left(seen, &left) < 0)
         return -1;
     if (depth >= depth_limit || left <= 0) {  /* "<T object>": one record per class */
-        PyObject *known = PyDict_GetItemWithError(object_raws, (PyObject *)cls);
-        if (known != NULL)
-            return mark_seen(value, seen) < 0 ? -1 : out_write(out, PyBytes_AS_STRING(known),
-                                                               PyBytes_GET_SIZE(known));
-        if (PyErr_Occurred())
-            return -1;
-        Out made = {NULL, 0, 0};
-        int failed = encode_fallback(value, depth, seen, &made);
-        PyObject *record = failed ? NULL : PyBytes_FromStringAndSize(made.data, made.size);
-        PyMem_Free(made.data);
-        if (record == NULL)
-            return -1;
-        if (PyDict_GET_SIZE(object_raws) > CLASS_CACHE_LIMIT)
-            PyDict_Clear(object_raws);
-        failed = PyDict_SetItem(object_raws, (PyObject *)cls, record) < 0
+        PyObject *record = object_raw(value, cls, seen);
+        int failed = record == NULL || mark_seen(value, seen) < 0
             || out_write(out, PyBytes_AS_STRING(record), PyBytes_GET_SIZE(record)) < 0;
-        Py_DECREF(record);
+        Py_XDECREF(record);
         return failed ? -1 : 0;
     }
     PyObject *key = PyLong_FromVoidPtr(value);
@@ -825,7 +854,13 @@ encode_object(PyObject *value, PyTypeObject *cls, long long depth, PyObject *see
     int shown = known == NULL ? (PyErr_Occurred() ? -1 : 0) : PyObject_IsTrue(known);
     if (shown != 0) {
         Py_DECREF(key);
-        return shown;
+        if (shown < 0)
+            return -1;
+        PyObject *record = object_raw(value, cls, seen);
+        int failed = record == NULL || out_reference(out, value, cls, PyBytes_AS_STRING(record),
+                                                     PyBytes_GET_SIZE(record)) < 0;
+        Py_XDECREF(record);
+        return failed ? -1 : 0;
     }
     PyObject *fields = PyObject_CallFunctionObjArgs(getter, value, (PyObject *)cls, NULL);
     if (fields == NULL) {
@@ -980,6 +1015,13 @@ encode_container(PyObject *value, PyTypeObject *cls, long long depth, PyObject *
                 : encode_sequence(value, cls == &PyList_Type, NULL, depth, seen, out);
         if (here == 2)
             return mark_seen(value, seen) < 0 ? -1 : out_container_raw(out, value, cls);
+        if (here == 1) {
+            Out raw = {NULL, 0, 0};
+            int failed = out_container_raw(&raw, value, cls) < 0
+                || out_reference(out, value, cls, raw.data, raw.size) < 0;
+            PyMem_Free(raw.data);
+            return failed ? -1 : 0;
+        }
     }
     else if (PyList_Check(value)) {
         /* A subclass shown as its items (not an enum, a class of ours, ...); its Raw at the
