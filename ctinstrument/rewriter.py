@@ -22,6 +22,7 @@ instruction sequences come from ``instructions``; this module never names an opc
 convention itself.  It knows nothing about the recorder: ids come from a ``ProbeRegistry``.
 """
 
+import collections
 import types
 
 from bytecode import Bytecode, Instr, Label, TryBegin, TryEnd
@@ -296,18 +297,25 @@ class _SiteEffects:
     the original code, without passing a line event (an instruction of another line that
     can take a site, or a jump back to a site of the same line: its site id is not larger).
 
-    Each reachable instruction runs at most once in between unless the region has a loop
-    with no line event (then the calls are not counted), so when every call that ran entered
-    recorded code, the count of reachable calls is the most that can have entered.  A jump
-    out of the region, as an ``if`` test or a loop's exit makes, only leaves calls out: the
-    count then does not match, which is the safe side.  A multi-line call makes its calls
-    on the last visit of its first line, and a ``for`` line runs its iterator's call once,
-    not at each loop head."""
+    The calls are counted only in a region with one path (no loop without a line event, no
+    branch: an ``if`` expression, ``and``/``or``, a loop's exit, a handler's setup) that
+    holds all of its line's calls or none of them (a ``finally`` body compiled twice, or
+    nested calls over several lines, are checked in full as before), so that each counted
+    call runs exactly once unless the region is left early (then the count does not match,
+    which is the safe side).  A branch with calls is what hides best the
+    calls the count cannot see: a C function that changes an object and calls back recorded
+    code once counts as the one call it is (ShadowFrame's docstring); across branches such a
+    call could stand in for the other path's.  So a multi-line call makes its calls on the
+    last visit of its first line, and a ``for`` loop's head, which calls nothing, expects
+    nothing; its line's first visit (the iterator's call, then the branch of FOR_ITER) is
+    checked in full, as a line with an ``if`` expression and a call is."""
 
     def __init__(self, items, targets):
         self.items = items
         self.index_of = {}  # label -> index of the first instruction after it
         self.sited = set()  # indexes of instructions that a jump reaches at a site
+        self.line_calls = collections.Counter(
+            item.lineno for item in items if isinstance(item, Instr) and item.name in ins.CALLS)
         pending = []
         for index, item in enumerate(items):
             if isinstance(item, Label):
@@ -326,8 +334,8 @@ class _SiteEffects:
     def flags(self, start, line):
         """SITE_RUNS_CODE and calls of a site of ``line`` placed before ``items[start]``."""
         items = self.items
-        calls = 0
-        runs = False
+        calls = own = 0
+        runs = branched = False
         seen = set()
         todo = [(start, None, None)]  # (index, previous instruction, index jumped from)
         while todo:
@@ -350,15 +358,17 @@ class _SiteEffects:
             seen.add(index)
             if item.name in ins.CALLS:
                 calls += 1
+                own += item.lineno == line
             elif ins.runs_code(item):
                 runs = True
             if isinstance(item.arg, Label):
                 target = self.index_of.get(item.arg)
                 if target is not None:
                     todo.append((target, item, index))
+                branched = branched or not item.is_uncond_jump()
             if not (item.is_uncond_jump() or item.is_final()):
                 todo.append((index + 1, item, None))
-        if runs:
+        if runs or branched and calls or 0 < own < self.line_calls[line]:
             return SITE_RUNS_CODE
         return (SITE_RUNS_CODE if calls else 0) | (calls << SITE_CALLS_SHIFT)
 

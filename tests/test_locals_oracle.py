@@ -466,6 +466,75 @@ PROGRAMS.update({
     # the loop head, which makes no call: lst is stale for the whole loop. Same for any library
     # generator that mutates what the frame holds (the call that made it, on the for line or
     # another, is checked once, not each loop head).
+    # The calls a line site expects (rewriter._SiteEffects): a C function that changes an
+    # object and calls back recorded code once (dict.update of a mapping whose keys() is
+    # recorded, bisect.insort with a recorded key) counts as the one call of its line.  In a
+    # branch, in a loop's condition or in a finally body compiled twice, the line is checked
+    # in full; on a straight line it is not (the LIMIT below).
+    "mutating_callback_in_a_branch": """
+        class Keys:
+            def keys(self):
+                return ["a"]
+            def __getitem__(self, key):
+                return 1
+        def main():
+            d = {}
+            m = Keys()
+            c = True
+            y = d.update(m) if c else None
+            x = 0
+            y = c and d.update(m, b=2)
+            x = 1
+            return d
+        print(main())
+    """,
+    "mutating_callback_in_a_loop_condition": """
+        import bisect
+        def key(v):
+            return v
+        def main():
+            lst = []
+            n = 0
+            while n < 1 and not bisect.insort(lst, n, key=key):
+                n += 1
+            x = 0
+            return lst
+        print(main())
+    """,
+    "mutating_callback_in_a_finally_body": """
+        class Keys:
+            def keys(self):
+                return ["a"]
+            def __getitem__(self, key):
+                return 1
+        def main():
+            d = {}
+            m = Keys()
+            try:
+                x = 1
+            finally:
+                d.update(m)
+            x = 0
+            return d
+        print(main())
+    """,
+    # LIMIT (all versions): the same on a straight line: d.update(m) entered recorded code
+    # once (Keys.keys), as many times as the line has calls, so only the stored and logged
+    # variables are checked and d is stale until a line that runs unseen code.
+    "limit_mutating_callback_counted_as_the_call": """
+        class Keys:
+            def keys(self):
+                return ["a"]
+            def __getitem__(self, key):
+                return 1
+        def main():
+            d = {}
+            m = Keys()
+            d.update(m)
+            x = 0
+            return d
+        print(main())
+    """,
     "limit_uninstrumented_iteration": """
         def main():
             lst = []
