@@ -22,7 +22,6 @@ instruction sequences come from ``instructions``; this module never names an opc
 convention itself.  It knows nothing about the recorder: ids come from a ``ProbeRegistry``.
 """
 
-import collections
 import types
 
 from bytecode import Bytecode, Instr, Label, TryBegin, TryEnd
@@ -314,8 +313,12 @@ class _SiteEffects:
         self.items = items
         self.index_of = {}  # label -> index of the first instruction after it
         self.sited = set()  # indexes of instructions that a jump reaches at a site
-        self.line_calls = collections.Counter(
-            item.lineno for item in items if isinstance(item, Instr) and item.name in ins.CALLS)
+        # A dict, not a collections.Counter: that module runs with the program's builtins
+        # (isolation.py), which a program may have wrapped.
+        self.line_calls = {}
+        for item in items:
+            if isinstance(item, Instr) and item.name in ins.CALLS:
+                self.line_calls[item.lineno] = self.line_calls.get(item.lineno, 0) + 1
         pending = []
         for index, item in enumerate(items):
             if isinstance(item, Label):
@@ -368,7 +371,7 @@ class _SiteEffects:
                 branched = branched or not item.is_uncond_jump()
             if not (item.is_uncond_jump() or item.is_final()):
                 todo.append((index + 1, item, None))
-        if runs or branched and calls or 0 < own < self.line_calls[line]:
+        if runs or branched and calls or 0 < own < self.line_calls.get(line, 0):
             return SITE_RUNS_CODE
         return (SITE_RUNS_CODE if calls else 0) | (calls << SITE_CALLS_SHIFT)
 
