@@ -149,9 +149,10 @@ class TraceWriter:
     def _write_lines(self, lines):
         if not lines:
             return
-        prefix = b"" if self._first else b",\n"
+        if not self._first:  # apart: joining it to the chunk would copy the chunk
+            self._file.write(b",\n")
         self._first = False
-        self._file.write(prefix + b",\n".join(lines))
+        self._file.write(b",\n".join(lines))
         self._file.flush()
         self.events_written += len(lines)
 
