@@ -46,13 +46,9 @@ import types
 import orjson
 
 from . import protocol, values
+from .native import speedups as _speedups
 from .protocol import CACHE_OPCODE, CALL_OPCODES, UNPROBED_DELEGATION, UNSEEN_RESUME_KEEPS_LINE
 from .values import class_attribute, plain_instance_dict
-
-try:  # the fingerprint walk in C, built when a compiler was there (native/speedups.c)
-    import _ctinstrument_speedups as _speedups
-except ImportError:
-    _speedups = None
 
 _enabled = False
 _gated = False
@@ -122,7 +118,7 @@ _plain_classes = {}
 _shapes = {}
 _UNKNOWN = "unknown"
 _BuiltinFunction = types.BuiltinFunctionType
-_str_only = frozenset({str}).issuperset
+_str_only = values.str_only
 _dict_keys = dict.keys
 _dict_values = dict.values
 _dict_items = dict.items
@@ -264,7 +260,7 @@ def _choose_native(encoder):
     global _walk, _encode_json
     _walk = _walk_python
     _encode_json = _encode_json_python
-    if _speedups is None or getattr(_speedups, "VERSION", None) != 4:
+    if _speedups is None:
         return
     _speedups.configure(_KEEP, values.shown_as, plain_instance_dict, values.first_items,
                         class_attribute, _walk_raw, _depth, _items, _BUDGET)

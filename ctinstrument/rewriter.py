@@ -290,6 +290,13 @@ def _store_probe(item, stores, restores, index, inplace):
     return []
 
 
+def _takes_no_probe(item, previous):
+    """Whether no probe can go before ``item`` (after ``previous``, or None): a line site
+    there is carried to a later instruction."""
+    return item.name in ins.NO_PROBE_BEFORE \
+        or (previous is not None and previous.name in ins.NO_PROBE_AFTER)
+
+
 class _SiteEffects:
     """What may run between a line site and the next line event, for SITE_RUNS_CODE and the
     calls a site expects (SITE_CALLS_SHIFT): the instructions reachable from the site, in
@@ -330,10 +337,6 @@ class _SiteEffects:
                         self.sited.add(index)
                 pending.clear()
 
-    def _blocked(self, index, previous):
-        return self.items[index].name in ins.NO_PROBE_BEFORE \
-            or (previous is not None and previous.name in ins.NO_PROBE_AFTER)
-
     def flags(self, start, line):
         """SITE_RUNS_CODE and calls of a site of ``line`` placed before ``items[start]``."""
         items = self.items
@@ -349,7 +352,7 @@ class _SiteEffects:
                 continue  # the end, or back at the site: a line event
             item = items[index]
             if item.lineno is not None and item.lineno != line \
-                    and not self._blocked(index, previous):
+                    and not _takes_no_probe(item, previous):
                 continue  # another line's event
             backward = source is not None and index <= source
             if backward and index in self.sited:
@@ -481,8 +484,7 @@ def _insert_probes(bc, registry, fid, arg_loads, cell_loads, stores):
             prev_line = None
             after_no_line = prev_instr is not None
 
-        blocked = (item.name in ins.NO_PROBE_BEFORE
-                   or (prev_instr is not None and prev_instr.name in ins.NO_PROBE_AFTER))
+        blocked = _takes_no_probe(item, prev_instr)
         if site_line is not None:
             if blocked:
                 carried = site_line

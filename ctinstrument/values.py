@@ -47,7 +47,8 @@ _GetSet = types.GetSetDescriptorType
 _Member = types.MemberDescriptorType
 # Types whose repr is computed by the interpreter from the value alone.
 _SAFE_REPR = (complex, range, bytes, bytearray, slice)
-_str_only = frozenset({str}).issuperset
+# Whether an iterable of types holds only str (field names shown as they are).
+str_only = frozenset({str}).issuperset
 # What a slice's Raw shows by its repr (anything else by its type's name).
 _SLICE_PARTS = (int, bool, float, type(None))
 _OWN_MODULES = __name__.rpartition(".")[0] + "."
@@ -512,7 +513,7 @@ class ValueEncoder:
         """The Struct type id of an instance dict of ``cls`` shown as it is, whose field
         names are ``names`` (a tuple), or None (a name that is not a str or names a secret:
         the dict is shown field by field)."""
-        if not _str_only(map(type, names)):  # hashing the key would run their __hash__
+        if not str_only(map(type, names)):  # hashing the key would run their __hash__
             return None
         key = (cls, names)
         type_id = self._shapes.get(key, _MISSING)

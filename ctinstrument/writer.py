@@ -21,11 +21,7 @@ import orjson
 
 from .errors import UsageError
 from .isolation import PATH, make_directories
-
-try:
-    import _ctinstrument_speedups as _speedups
-except ImportError:  # built without a compiler: join_records does the same
-    _speedups = None
+from .native import speedups
 
 _CALL_PREFIX = b'{"Call":'
 _RETURN_PREFIX = b'{"Return":'
@@ -260,8 +256,7 @@ def _open_calls_of(open_calls, thread):
     return depth
 
 
-_join = join_records if _speedups is None or getattr(_speedups, "VERSION", None) != 4 \
-    else _speedups.join
+_join = join_records if speedups is None else speedups.join
 
 
 def write_metadata(out_dir, metadata):

@@ -572,15 +572,23 @@ mark_seen(PyObject *value, PyObject *seen)
     return known == NULL ? -1 : 0;
 }
 
+/* The type id that ``fill(cls)`` gives, kept in ``cache``, into *number; -1 on error. */
+static int
+cached_type_id(PyObject *cache, PyTypeObject *cls, PyObject *fill, long long *number)
+{
+    PyObject *type_id;
+    if (cached(cache, cls, fill, &type_id) < 0)
+        return -1;
+    *number = PyLong_AsLongLong(type_id);
+    return *number == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
 /* ValueEncoder.raw of an exact list, tuple or dict: "<list of 3 items>". */
 static int
 out_container_raw(Out *out, PyObject *value, PyTypeObject *cls)
 {
-    PyObject *type_id;
-    if (cached(raw_types, cls, raw_type_of, &type_id) < 0)
-        return -1;
-    long long number = PyLong_AsLongLong(type_id);
-    if (number == -1 && PyErr_Occurred())
+    long long number;
+    if (cached_type_id(raw_types, cls, raw_type_of, &number) < 0)
         return -1;
     char text[96];
     Py_ssize_t length = cls == &PyDict_Type ? PyDict_GET_SIZE(value) : Py_SIZE(value);
@@ -596,11 +604,8 @@ out_container_raw(Out *out, PyObject *value, PyTypeObject *cls)
 static int
 out_reference(Out *out, PyObject *value, PyTypeObject *cls, const char *raw, Py_ssize_t size)
 {
-    PyObject *type_id;
-    if (cached(raw_types, cls, raw_type_of, &type_id) < 0)
-        return -1;
-    long long number = PyLong_AsLongLong(type_id);
-    if (number == -1 && PyErr_Occurred())
+    long long number;
+    if (cached_type_id(raw_types, cls, raw_type_of, &number) < 0)
         return -1;
     if (OUT_TEXT(out, "{\"kind\":\"Reference\",\"dereferenced\":") < 0
             || out_write(out, raw, size) < 0 || OUT_TEXT(out, ",\"address\":") < 0
@@ -675,13 +680,11 @@ encode_sequence(PyObject *value, int is_list, PyTypeObject *subclass, long long 
             || encode_elements(items, count, total, depth, seen, out) < 0
             || OUT_TEXT(out, ",\"is_slice\":false") < 0;
         long long type_id = list_type;
-        if (!failed && subclass != NULL) {  /* interned after the items' types, as in Python */
-            PyObject *known;
-            type_id = cached(sequence_types, subclass, sequence_type_of, &known) < 0 ? -1
-                : PyLong_AsLongLong(known);
-            failed = type_id == -1 && PyErr_Occurred();
-        }
-        failed = failed || out_type_end(out, type_id) < 0;
+        /* A subclass's type is interned after its items' types, as in Python. */
+        failed = failed || (subclass != NULL
+                            && cached_type_id(sequence_types, subclass, sequence_type_of,
+                                              &type_id) < 0)
+            || out_type_end(out, type_id) < 0;
     }
     else
         failed = OUT_TEXT(out, "{\"kind\":\"Tuple\",") < 0

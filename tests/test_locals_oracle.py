@@ -304,6 +304,15 @@ PROGRAMS = {
     """,
 }
 
+# A mapping whose keys() is recorded code: dict.update(m) calls it back once, from C.
+_RECORDED_KEYS = """
+        class Keys:
+            def keys(self):
+                return ["a"]
+            def __getitem__(self, key):
+                return 1
+"""
+
 # --- Programs from the break session (branch break). Each comment says BUG (a defect of the
 # recorder, fixable) or LIMIT (a change the design knowingly does not see).
 PROGRAMS.update({
@@ -471,12 +480,7 @@ PROGRAMS.update({
     # recorded, bisect.insort with a recorded key) counts as the one call of its line.  In a
     # branch, in a loop's condition or in a finally body compiled twice, the line is checked
     # in full; on a straight line it is not (the LIMIT below).
-    "mutating_callback_in_a_branch": """
-        class Keys:
-            def keys(self):
-                return ["a"]
-            def __getitem__(self, key):
-                return 1
+    "mutating_callback_in_a_branch": _RECORDED_KEYS + """
         def main():
             d = {}
             m = Keys()
@@ -501,12 +505,7 @@ PROGRAMS.update({
             return lst
         print(main())
     """,
-    "mutating_callback_in_a_finally_body": """
-        class Keys:
-            def keys(self):
-                return ["a"]
-            def __getitem__(self, key):
-                return 1
+    "mutating_callback_in_a_finally_body": _RECORDED_KEYS + """
         def main():
             d = {}
             m = Keys()
@@ -521,12 +520,7 @@ PROGRAMS.update({
     # LIMIT (all versions): the same on a straight line: d.update(m) entered recorded code
     # once (Keys.keys), as many times as the line has calls, so only the stored and logged
     # variables are checked and d is stale until a line that runs unseen code.
-    "limit_mutating_callback_counted_as_the_call": """
-        class Keys:
-            def keys(self):
-                return ["a"]
-            def __getitem__(self, key):
-                return 1
+    "limit_mutating_callback_counted_as_the_call": _RECORDED_KEYS + """
         def main():
             d = {}
             m = Keys()
