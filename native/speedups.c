@@ -86,6 +86,73 @@ cached(PyObject *cache, PyTypeObject *cls, PyObject *fill, PyObject **found)
     return failed;
 }
 
+/* values.plain_text: ``text`` as an exact str (a str subclass copied without running its
+ * methods), or "?" for what is not a str; a new reference. */
+static PyObject *
+plain_text(PyObject *text)
+{
+    if (PyUnicode_CheckExact(text))
+        return Py_NewRef(text);
+    if (PyUnicode_Check(text))
+        return PyUnicode_FromObject(text);
+    return PyUnicode_FromString("?");
+}
+
+/* type.__dict__["__qualname__"] and ["__module__"]: read through them, a metaclass cannot
+ * intercept a class's names (values.type_name). */
+static PyObject *type_qualname, *type_module, *qualname_name, *name_name;
+
+/* values.type_name(cls): "module.Qualified" (the qualified name alone for builtins or
+ * an unknown module, "?" when either cannot be read); a new reference. */
+static PyObject *
+type_name(PyObject *cls)
+{
+    PyObject *name = Py_TYPE(type_qualname)->tp_descr_get(type_qualname, cls, NULL);
+    PyObject *plain_name = name == NULL ? NULL : plain_text(name);
+    Py_XDECREF(name);
+    PyObject *module = plain_name == NULL ? NULL
+        : Py_TYPE(type_module)->tp_descr_get(type_module, cls, NULL);
+    if (module == NULL) {
+        Py_XDECREF(plain_name);
+        if (!PyErr_ExceptionMatches(PyExc_Exception))
+            return NULL;
+        PyErr_Clear();
+        return PyUnicode_FromString("?");
+    }
+    if (module == Py_None) {
+        Py_DECREF(module);
+        return plain_name;
+    }
+    PyObject *plain_module = plain_text(module);
+    Py_DECREF(module);
+    if (plain_module == NULL) {
+        Py_DECREF(plain_name);
+        return NULL;
+    }
+    PyObject *result;
+    if (PyUnicode_CompareWithASCIIString(plain_module, "builtins") == 0
+            || PyUnicode_CompareWithASCIIString(plain_module, "?") == 0)
+        result = Py_NewRef(plain_name);
+    else
+        result = PyUnicode_FromFormat("%U.%U", plain_module, plain_name);
+    Py_DECREF(plain_module);
+    Py_DECREF(plain_name);
+    return result;
+}
+
+/* plain_text(module.__dict__.get("__name__")): "?" when it has none; a new reference. */
+static PyObject *
+module_name(PyObject *module)
+{
+    PyObject *name = PyDict_GetItemWithError(PyModule_GetDict(module), name_name);
+    if (name == NULL)
+        return PyErr_Occurred() ? NULL : PyUnicode_FromString("?");
+    Py_INCREF(name);  /* the dict's __eq__ of a key may have let another thread drop it */
+    PyObject *plain_name = plain_text(name);
+    Py_DECREF(name);
+    return plain_name;
+}
+
 static int
 shape_code(PyObject *shape)
 {
@@ -168,6 +235,15 @@ walk_raw_value(PyObject *value, PyTypeObject *cls, PyObject *ids, PyObject *held
             return append_held(ids, held, ((PyFunctionObject *)function)->func_qualname);
         return 1;
     }
+    if (cls == &PyCFunction_Type)  /* its name, made afresh from its __self__'s type */
+        return append_new(ids, PyObject_GetAttr(value, qualname_name)) < 0 ? -1 : 1;
+    if (cls == &PyModule_Type) {
+        if (append_id(ids, value) < 0)
+            return -1;
+        return append_new(ids, module_name(value)) < 0 ? -1 : 1;
+    }
+    if (PyType_Check(value))  /* a class: its name, read afresh */
+        return append_new(ids, type_name(value)) < 0 ? -1 : 1;
     PyObject *result = PyObject_CallFunctionObjArgs(walk_raw, value, (PyObject *)cls, ids,
                                                     held, NULL);
     if (result == NULL)
@@ -929,6 +1005,63 @@ done:
     return result;
 }
 
+/* ValueEncoder.raw of a function, builtin function, bound method, module or class (the
+ * text that names it, the type id of its type's Raw records), and the marks in ``seen``
+ * ValueEncoder._encode makes for it: 0, 1 when the text is not ASCII (the Python encoder
+ * makes it safe), -1 on error. */
+static int
+encode_raw(PyObject *value, PyTypeObject *cls, PyObject *seen, Out *out)
+{
+    const char *kind = "function";
+    PyObject *name;
+    if (mark_seen(value, seen) < 0)
+        return -1;
+    if (cls == &PyFunction_Type)
+        name = plain_text(((PyFunctionObject *)value)->func_qualname);
+    else if (cls == &PyCFunction_Type) {
+        PyObject *owner = PyCFunction_GET_SELF(value);
+        if (mark_seen(owner == NULL ? Py_None : owner, seen) < 0)
+            return -1;
+        PyObject *qualname = PyObject_GetAttr(value, qualname_name);
+        name = qualname == NULL ? NULL : plain_text(qualname);
+        Py_XDECREF(qualname);
+    }
+    else if (cls == &PyMethod_Type) {
+        kind = "bound method";
+        PyObject *function = PyMethod_GET_FUNCTION(value);
+        name = Py_TYPE(function) == &PyFunction_Type
+            ? plain_text(((PyFunctionObject *)function)->func_qualname)
+            : PyUnicode_FromString("?");
+    }
+    else if (cls == &PyModule_Type) {
+        kind = "module";
+        name = module_name(value);
+    }
+    else {
+        kind = "class";
+        name = type_name(value);
+    }
+    if (name == NULL)
+        return -1;
+#if PY_VERSION_HEX < 0x030C0000
+    if (PyUnicode_READY(name) < 0) {
+        Py_DECREF(name);
+        return -1;
+    }
+#endif
+    PyObject *text = PyUnicode_IS_ASCII(name)
+        ? PyUnicode_FromFormat("<%s %U>", kind, name) : NULL;
+    Py_DECREF(name);
+    if (text == NULL)
+        return PyErr_Occurred() ? -1 : 1;
+    long long number;
+    int failed = cached_type_id(raw_types, cls, raw_type_of, &number) < 0
+        || OUT_TEXT(out, "{\"kind\":\"Raw\",\"r\":") < 0 || out_ascii(out, text) < 0
+        || out_type_end(out, number) < 0;
+    Py_DECREF(text);
+    return failed ? -1 : 0;
+}
+
 /* 0: a container to show in full here, 2: at the depth limit or out of budget (shown as
  * a Raw), 1: a Reference (the Python encoder writes it). */
 static int
@@ -1035,6 +1168,15 @@ encode_container(PyObject *value, PyTypeObject *cls, long long depth, PyObject *
         here = shape == SHAPE_ITEMS ? container_here(value, depth, seen) : 1;
         if (here == 0)
             return encode_sequence(value, 1, cls, depth, seen, out);
+    }
+    else if (cls == &PyFunction_Type || cls == &PyCFunction_Type || cls == &PyMethod_Type
+             || cls == &PyModule_Type)
+        here = encode_raw(value, cls, seen, out);
+    else if (PyType_Check(value)) {  /* a class, shown as a Raw unless its metaclass is ours */
+        int shape = shape_fill(cls);
+        if (shape < 0)
+            return -1;
+        here = shape == SHAPE_RAW ? encode_raw(value, cls, seen, out) : 1;
     }
     else
         here = encode_object(value, cls, depth, seen, out);
@@ -1346,8 +1488,17 @@ PyMODINIT_FUNC
 PyInit__ctinstrument_speedups(void)
 {
     fields_name = PyUnicode_InternFromString("_fields");
+    qualname_name = PyUnicode_InternFromString("__qualname__");
+    name_name = PyUnicode_InternFromString("__name__");
     minus_one = PyLong_FromLong(-1);
-    if (fields_name == NULL || minus_one == NULL)
+    PyObject *type_dict = PyObject_GetAttrString((PyObject *)&PyType_Type, "__dict__");
+    if (type_dict != NULL) {
+        type_qualname = PyMapping_GetItemString(type_dict, "__qualname__");
+        type_module = PyMapping_GetItemString(type_dict, "__module__");
+        Py_DECREF(type_dict);
+    }
+    if (fields_name == NULL || qualname_name == NULL || name_name == NULL
+            || minus_one == NULL || type_qualname == NULL || type_module == NULL)
         return NULL;
     PyObject *module = PyModule_Create(&speedups_module);
     if (module != NULL && PyModule_AddIntConstant(module, "VERSION", 4) < 0) {

@@ -10,6 +10,7 @@ default limits and small ones.
 """
 
 import collections
+import collections.abc
 import enum
 import math
 import random
@@ -66,6 +67,26 @@ class Bag(set):
 Point = collections.namedtuple("Point", "x y")
 
 
+def _raw_values():
+    """Values shown as a Raw naming them, with the names that make it hard."""
+    quoted = lambda: 0  # noqa: E731
+    quoted.__qualname__ = 'say "hi" \\ \n'
+    accented = lambda: 0  # noqa: E731
+    accented.__qualname__ = "caf\u00e9"
+    unnamed = types.ModuleType("unnamed")
+    del unnamed.__name__
+    accented_module = types.ModuleType("m\u00f6d")
+    made = {}
+    exec("Homeless = type('Homeless', (), {})", made)  # no __name__: no __module__ either
+    homeless = made["Homeless"]
+    mainless = type("Mainless", (), {"__module__": None})
+    numbered = type("Numbered", (), {"__module__": 5})
+    return [quoted, accented, unnamed, accented_module, homeless, mainless, numbered,
+            collections.abc.Sequence, enum.Enum, Colour, types.MethodType(len, 1),
+            types.MethodType(quoted, 1), dict.fromkeys, "".join, object.__new__, print,
+            {"a": [quoted, homeless, unnamed]}]
+
+
 def _builtin_values():
     own = Plain(a=1)
     odd = Plain(b=2)
@@ -86,7 +107,7 @@ def _builtin_values():
         Plain.method, [].append, math, ValueError("boom", 1), ValueError, int, Plain,
         lambda: 0, [len, math, Plain.method], {"f": _builtin_values}, bytearray(b"ab"),
         slice(1, 2), types.SimpleNamespace(a=1), sys.version_info, ours, [ours, Tagged()],
-    ]
+    ] + _raw_values()
 
 
 def _random_value(rng, depth=0):
