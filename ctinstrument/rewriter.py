@@ -303,15 +303,16 @@ class _SiteEffects:
     the original code, without passing a line event (an instruction of another line that
     can take a site, or a jump back to a site of the same line: its site id is not larger).
 
-    The calls are counted only in a region with one path (no loop without a line event, no
-    branch: an ``if`` expression, ``and``/``or``, a loop's exit, a handler's setup) that
-    holds all of its line's calls or none of them (a ``finally`` body compiled twice, or
-    nested calls over several lines, are checked in full as before), so that each counted
-    call runs exactly once unless the region is left early (then the count does not match,
-    which is the safe side).  A branch with calls is what hides best the
-    calls the count cannot see: a C function that changes an object and calls back recorded
-    code once counts as the one call it is (ShadowFrame's docstring); across branches such a
-    call could stand in for the other path's.  So a multi-line call makes its calls on the
+    The calls are counted only where every path runs all of them once: none after a
+    branch (an ``if`` expression, ``and``/``or``, a loop's exit, a handler's setup; the
+    branch of an ``if`` or ``while`` condition that ends its line is after its calls), no
+    loop without a line event, and all of its line's calls or none of them (a ``finally``
+    body compiled twice, or nested calls over several lines, are checked in full as
+    before), so that each counted call runs exactly once unless the region is left early
+    (then the count does not match, which is the safe side).  A branch before calls is what
+    hides best the calls the count cannot see: a C function that changes an object and
+    calls back recorded code once counts as the one call it is (ShadowFrame's docstring);
+    across branches such a call could stand in for the other path's.  So a multi-line call makes its calls on the
     last visit of its first line, and a ``for`` loop's head, which calls nothing, expects
     nothing; its line's first visit (the iterator's call, then the branch of FOR_ITER) is
     checked in full, as a line with an ``if`` expression and a call is."""
@@ -340,12 +341,13 @@ class _SiteEffects:
     def flags(self, start, line):
         """SITE_RUNS_CODE and calls of a site of ``line`` placed before ``items[start]``."""
         items = self.items
-        calls = own = 0
-        runs = branched = False
+        calls = own = late = 0  # late: calls after a branch
+        runs = False
         seen = set()
-        todo = [(start, None, None)]  # (index, previous instruction, index jumped from)
+        # (index, previous instruction, index jumped from, whether a branch came before)
+        todo = [(start, None, None, False)]
         while todo:
-            index, previous, source = todo.pop()
+            index, previous, source, branched = todo.pop()
             while index < len(items) and not isinstance(items[index], Instr):
                 index += 1  # labels, try blocks, line markers
             if index >= len(items) or index == start and seen:
@@ -365,16 +367,17 @@ class _SiteEffects:
             if item.name in ins.CALLS:
                 calls += 1
                 own += item.lineno == line
+                late += branched
             elif ins.runs_code(item):
                 runs = True
             if isinstance(item.arg, Label):
                 target = self.index_of.get(item.arg)
-                if target is not None:
-                    todo.append((target, item, index))
                 branched = branched or not item.is_uncond_jump()
+                if target is not None:
+                    todo.append((target, item, index, branched))
             if not (item.is_uncond_jump() or item.is_final()):
-                todo.append((index + 1, item, None))
-        if runs or branched and calls or 0 < own < self.line_calls.get(line, 0):
+                todo.append((index + 1, item, None, branched))
+        if runs or late or 0 < own < self.line_calls.get(line, 0):
             return SITE_RUNS_CODE
         return (SITE_RUNS_CODE if calls else 0) | (calls << SITE_CALLS_SHIFT)
 

@@ -622,6 +622,7 @@ out_cut(Out *out, Py_ssize_t count)
 }
 
 static int encode(PyObject *value, long long depth, PyObject *seen, Out *out);
+static int container_here(PyObject *value, long long depth, PyObject *seen);
 static int encode_container(PyObject *value, PyTypeObject *cls, long long depth,
                             PyObject *seen, Out *out);
 
@@ -1062,6 +1063,85 @@ encode_raw(PyObject *value, PyTypeObject *cls, PyObject *seen, Out *out)
     return failed ? -1 : 0;
 }
 
+/* ValueEncoder._named_tuple, once the Python encoder has made the first Struct of its class
+ * and field names (it interns the type after the fields' types, so it makes the first one;
+ * its type id is then taken from struct_type into the cache): 0, 1 for what the Python
+ * encoder writes (the first one, a Reference, the Raw at the depth limit, names that are
+ * not all str, name a secret or do not match the items), -1 on error. */
+static int
+encode_named_tuple(PyObject *value, PyTypeObject *cls, long long depth, PyObject *seen,
+                   Out *out)
+{
+    PyObject *names = PyObject_CallFunctionObjArgs(class_attribute, (PyObject *)cls,
+                                                   fields_name, NULL);
+    if (names == NULL)
+        return -1;
+    int result = 1;
+    PyObject *key = NULL, *type_id = NULL;
+    Py_ssize_t total = PyTuple_GET_SIZE(value), ignored;
+    if (!PyTuple_CheckExact(names) || PyTuple_GET_SIZE(names) != total)
+        goto done;
+    for (Py_ssize_t i = 0; i < total; i++)
+        if (!PyUnicode_CheckExact(PyTuple_GET_ITEM(names, i)))
+            goto done;  /* hashing the key would run its __hash__ */
+    result = -1;
+    key = PyTuple_Pack(2, (PyObject *)cls, names);
+    if (key == NULL)
+        goto done;
+    type_id = Py_XNewRef(PyDict_GetItemWithError(struct_types, key));
+    if (type_id == NULL) {
+        if (PyErr_Occurred())
+            goto done;
+        Py_ssize_t start = out->size;
+        if (encode_fallback(value, depth, seen, out) < 0)
+            goto done;
+        result = 0;
+        static const char shown[] = "{\"kind\":\"Struct\"";
+        if (out->size - start < (Py_ssize_t)sizeof(shown) - 1
+                || memcmp(out->data + start, shown, sizeof(shown) - 1) != 0)
+            goto done;  /* not shown in full: the type may not be interned yet */
+        if (PyDict_GET_SIZE(struct_types) > CLASS_CACHE_LIMIT)
+            PyDict_Clear(struct_types);
+        PyObject *made = PyObject_CallFunctionObjArgs(struct_type, (PyObject *)cls, names,
+                                                      NULL);
+        if (made == NULL || PyDict_SetItem(struct_types, key, made) < 0)
+            result = -1;
+        Py_XDECREF(made);
+        goto done;
+    }
+    result = 1;
+    if (type_id == Py_None)
+        goto done;
+    int here = container_here(value, depth, seen);
+    result = here < 0 ? -1 : 1;
+    if (here != 0)
+        goto done;
+    result = -1;
+    if ((depth && spend(seen, total, &ignored) < 0)
+            || OUT_TEXT(out, "{\"kind\":\"Struct\",\"field_values\":[") < 0)
+        goto done;
+    for (Py_ssize_t i = 0; i < total; i++) {
+        PyObject *item = PyTuple_GET_ITEM(value, i);
+        if (i && OUT_TEXT(out, ",") < 0)
+            goto done;
+        Py_INCREF(item);
+        int failed = encode(item, depth + 1, seen, out);
+        Py_DECREF(item);
+        if (failed < 0)
+            goto done;
+    }
+    long long number = PyLong_AsLongLong(type_id);
+    if ((number == -1 && PyErr_Occurred()) || OUT_TEXT(out, "]") < 0
+            || out_type_end(out, number) < 0)
+        goto done;
+    result = 0;
+done:
+    Py_XDECREF(type_id);
+    Py_XDECREF(key);
+    Py_DECREF(names);
+    return result;
+}
+
 /* 0: a container to show in full here, 2: at the depth limit or out of budget (shown as
  * a Raw), 1: a Reference (the Python encoder writes it). */
 static int
@@ -1177,6 +1257,12 @@ encode_container(PyObject *value, PyTypeObject *cls, long long depth, PyObject *
         if (shape < 0)
             return -1;
         here = shape == SHAPE_RAW ? encode_raw(value, cls, seen, out) : 1;
+    }
+    else if (PyTuple_Check(value)) {
+        int shape = shape_fill(cls);
+        if (shape < 0)
+            return -1;
+        here = shape == SHAPE_NAMED_TUPLE ? encode_named_tuple(value, cls, depth, seen, out) : 1;
     }
     else
         here = encode_object(value, cls, depth, seen, out);

@@ -10,6 +10,7 @@ import types
 
 import pytest
 
+from ctinstrument.protocol import SITE_CALLS_SHIFT, SITE_FORCED, SITE_RUNS_CODE
 from ctinstrument.rewriter import PROBE_NAMES, ProbeRegistry, instrument_module_code
 
 SOURCE = '''\
@@ -198,3 +199,44 @@ def test_traceback_lines_and_columns_are_unchanged(compiled):
     assert after.lineno == before.lineno == 41
     if sys.version_info >= (3, 11):
         assert (after.colno, after.end_colno) == (before.colno, before.end_colno)
+
+
+class FlagRegistry(CountingRegistry):
+    """Keeps the flags of each line site by line."""
+
+    def __init__(self):
+        super().__init__()
+        self.flags = {}
+
+    def line_site(self, function_id, line, flags):
+        self.flags.setdefault(line, set()).add(flags)
+        return super().line_site(function_id, line, flags)
+
+
+FLAGGED = '''\
+def main(c, f, g, d, m):
+    if f():
+        pass
+    while f() and c:
+        pass
+    y = f() if c else g()
+    if c and f():
+        pass
+    d.update(m)
+    return y
+'''
+
+
+def test_a_line_counts_the_calls_every_path_of_it_makes():
+    """A branch after all of a line's calls (an ``if`` or ``while`` condition) leaves them
+    counted; a branch before a call (a conditional expression, ``and``) makes the line
+    checked in full.  Lines as in FLAGGED."""
+    registry = FlagRegistry()
+    instrument_module_code(compile(FLAGGED, "/virtual/flagged.py", "exec"), registry,
+                           "flagged", "/virtual/flagged.py")
+    one_call = SITE_RUNS_CODE | 1 << SITE_CALLS_SHIFT
+    flags = {line: {flags & ~SITE_FORCED for flags in registry.flags[line]}
+             for line in (2, 4, 6, 7, 9)}
+    assert flags[2] == flags[9] == {one_call}
+    for line in (4, 6, 7):  # a site after the branch's join may run nothing
+        assert SITE_RUNS_CODE in flags[line] <= {SITE_RUNS_CODE, 0}, (line, flags[line])

@@ -67,6 +67,25 @@ class Bag(set):
 Point = collections.namedtuple("Point", "x y")
 
 
+Login = collections.namedtuple("Login", "user password")
+
+
+class Renamed(collections.namedtuple("Renamed", "a b")):
+    _fields = ("a",)  # no longer the items: shown as a plain tuple
+
+
+Deep = collections.namedtuple("Deep", "a")
+
+
+def _named_tuples():
+    """Named tuples: the first of a class made by Python, the others by C from its type
+    (once one was shown in full: the first Deep is at the depth limit, a Raw)."""
+    inner = Point(2, 3)
+    return [[[[Deep(1)]]], Deep(2), Point(1, 2), Point(inner, [inner, inner]), [Point(i, Point(i, i)) for i in range(8)],
+            Login("u", "hunter2"), Login("v", [1]), Renamed(1, 2), Renamed(3, Point(4, 5)),
+            (Point(1, 1), (Point(2, 2), (Point(3, 3), (Point(4, 4),))))]
+
+
 def _raw_values():
     """Values shown as a Raw naming them, with the names that make it hard."""
     quoted = lambda: 0  # noqa: E731
@@ -107,7 +126,7 @@ def _builtin_values():
         Plain.method, [].append, math, ValueError("boom", 1), ValueError, int, Plain,
         lambda: 0, [len, math, Plain.method], {"f": _builtin_values}, bytearray(b"ab"),
         slice(1, 2), types.SimpleNamespace(a=1), sys.version_info, ours, [ours, Tagged()],
-    ] + _raw_values()
+    ] + _raw_values() + _named_tuples()
 
 
 def _random_value(rng, depth=0):
