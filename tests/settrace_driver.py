@@ -11,6 +11,10 @@ Recording windows and activation roots, computed independently of ctinstrument:
 * ``ORACLE_ROOTS=module:name,...``: line events count only while a frame of one of these
   functions (matched by module ``__name__`` and ``co_qualname``, else ``co_name``) is on
   the thread's stack, as seen through ``call`` and ``return`` events.
+
+``ORACLE_STACK_DEPTH=N``: the script's module frame runs with N frames below it (padded
+with calls of this driver), as under a launcher with N frames: for programs that count the
+frames on their stack (Markdown's ``util._get_stack_depth``).
 """
 
 import json
@@ -62,6 +66,35 @@ def tracer(frame, event, arg):
     return local(frame, event, arg)
 
 
+def _frames_below():
+    """The number of frames below the caller's."""
+    frame, depth = sys._getframe(2), 0
+    while frame is not None:
+        depth += 1
+        frame = frame.f_back
+    return depth
+
+
+def _run_padded(target, below_runpy):
+    """runpy.run_path(script) with ``target`` frames below the script's module frame;
+    ``below_runpy``: how many frames runpy.run_path puts between its caller and it."""
+    if _frames_below() + 1 + below_runpy < target:
+        return _run_padded(target, below_runpy)
+    return runpy.run_path(script, run_name="__main__")
+
+
+def _runpy_frames():
+    """How many frames runpy.run_path puts between its caller and the script it runs."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as directory:
+        probe = os.path.join(directory, "depth_probe.py")
+        with open(probe, "w") as handle:
+            handle.write("import sys\nframe, n = sys._getframe(1), 0\n"
+                         "while frame.f_code is not CALLER:\n    frame, n = frame.f_back, n + 1\n"
+                         "FOUND = n\n")
+        return runpy.run_path(probe, {"CALLER": sys._getframe().f_code})["FOUND"]
+
+
 def dump():
     sys.settrace(None)
     threading.settrace(None)
@@ -69,12 +102,18 @@ def dump():
         json.dump(events, handle)
 
 
+target = os.environ.get("ORACLE_STACK_DEPTH")
+if target is not None:
+    target, below_runpy = int(target), _runpy_frames()
 sys.argv = [script] + sys.argv[4:]
 sys.path[0] = os.path.dirname(os.path.realpath(script))
 threading.settrace(tracer)
 sys.settrace(tracer)
 try:
-    runpy.run_path(script, run_name="__main__")
+    if target is None:
+        runpy.run_path(script, run_name="__main__")
+    else:
+        _run_padded(target, below_runpy)
 except SystemExit:
     pass
 except BaseException:

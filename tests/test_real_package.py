@@ -11,9 +11,18 @@ from tracetools import assert_conformant, child_env, load_events, record, run_pl
 
 markdown = pytest.importorskip("markdown", reason="the test extra installs Markdown")
 
-# No blockquote: Markdown's BlockQuoteProcessor counts the frames on the stack
+# Markdown's list and blockquote processors count the frames on the stack
 # (util._get_stack_depth), and any launcher, the oracle's included, adds frames below the
-# script, so the number of line events there depends on how the program was started.
+# script: the oracle runs it with as many frames below it as the recorder does (measured
+# by DEPTH_PROBE), so the number of line events there is the same.
+DEPTH_PROBE = '''\
+import sys
+frame, below = sys._getframe().f_back, 0
+while frame is not None:
+    frame, below = frame.f_back, below + 1
+print(below)
+'''
+
 DOCUMENT = '''\
 # Title with *emphasis*
 
@@ -29,6 +38,9 @@ Some text with a [link](http://example.com) and `code`.
 | a | b |
 |---|---|
 | 1 | 2 |
+
+> a quote with *emphasis*
+> > and a nested one
 '''
 
 SCRIPT = '''\
@@ -58,7 +70,12 @@ def test_markdown_under_the_recorder(tmp_path):
     package_dir = os.path.dirname(markdown.__file__)
     events = load_events(tmp_path / "t")
     steps = steps_by_thread(events, root=package_dir)
-    oracle = settrace_lines(script, package_dir, args=["doc.md"], cwd=tmp_path)
+    probe = tmp_path / "depth_probe.py"
+    probe.write_text(DEPTH_PROBE)
+    depth = record(probe, tmp_path / "depth", options=["--include", "markdown"], cwd=tmp_path)
+    assert depth.returncode == 0, depth.stderr
+    oracle = settrace_lines(script, package_dir, args=["doc.md"], cwd=tmp_path,
+                            ORACLE_STACK_DEPTH=depth.stdout.strip())
     assert sum(len(s) for s in steps.values()) > 1000
     assert sorted(steps.values()) == sorted(oracle.values())
     assert_conformant(tmp_path / "t")
