@@ -570,11 +570,12 @@ _encode_json = _encode_json_python  # or its C version (see _choose_native)
 def _fingerprint(value):
     """What the encoding of ``value`` depends on, cheaper to take than the encoding: (a
     list of ints and names, the scalars it names), or None when ``value`` holds something
-    it cannot describe.  Equal lists mean an equal encoding: scalars count by identity
-    (they are held, so their ids cannot be reused), names made afresh on each read (of
-    classes, builtins) by value, containers and plain objects by type, length,
-    keys and items, within the encoder's limits (its node budget too, spent in the same
-    order, so the walk stops where the record does); no user code runs."""
+    it cannot describe.  Equal lists mean an equal encoding showing the same objects (so
+    ObjectPlace.visited stays true): scalars count by identity (they are held, so their
+    ids cannot be reused), names made afresh on each read (of classes, builtins) by value,
+    containers and objects by identity, type, length, keys and items, within the
+    encoder's limits (its node budget too, spent in the same order, so the walk stops
+    where the record does); no user code runs."""
     ids = []
     held = []
     try:
@@ -599,6 +600,10 @@ def _walk_python(value, depth, ids, held, seen):
         if len(_shapes) > 10_000:  # classes made at run time must not pile up here
             _shapes.clear()
         shape = _shapes[cls] = values.shown_as(cls) or _UNKNOWN
+    # Every object shown counts by identity too: equal contents in another object would
+    # leave the ids of ObjectPlace.visited stale, and stores into the new one unseen.
+    key = id(value)
+    ids.append(key)
     if shape == "raw":  # a Raw record at any depth, never a Reference
         return _walk_raw(value, cls, ids, held)
     if shape is _UNKNOWN:
@@ -609,7 +614,6 @@ def _walk_python(value, depth, ids, held, seen):
         if cls is list or cls is tuple or cls is dict or cls is set or cls is frozenset:
             ids.append(len(value))
         return True
-    key = id(value)
     index = seen.get(key)
     if index is not None:  # shown as a Reference
         ids.append(-1)

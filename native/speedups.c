@@ -437,15 +437,26 @@ walk(PyObject *value, long long depth, PyObject *ids, PyObject *held, PyObject *
     int shape = shape_fill(cls);
     if (shape < 0)
         return -1;
-    if (shape == SHAPE_RAW)  /* a Raw record at any depth, never a Reference */
-        return walk_raw_value(value, cls, ids, held);
-    if (shape == SHAPE_UNKNOWN)
-        return 0;
-    long long left;
-    if (nodes_left(seen, &left) < 0)
+    /* Every object shown counts by identity too (see probes._walk_python). */
+    PyObject *key = PyLong_FromVoidPtr(value);
+    if (key == NULL)
         return -1;
+    if (PyList_Append(ids, key) < 0) {
+        Py_DECREF(key);
+        return -1;
+    }
+    if (shape == SHAPE_RAW) {  /* a Raw record at any depth, never a Reference */
+        Py_DECREF(key);
+        return walk_raw_value(value, cls, ids, held);
+    }
+    long long left;
+    if (shape == SHAPE_UNKNOWN || nodes_left(seen, &left) < 0) {
+        Py_DECREF(key);
+        return shape == SHAPE_UNKNOWN ? 0 : -1;
+    }
     if (depth >= depth_limit || left <= 0) {
         /* Shown as a Raw naming the type (and the length of a builtin container). */
+        Py_DECREF(key);
         if (append_id(ids, cls) < 0)
             return -1;
         if (cls == &PyList_Type || cls == &PyTuple_Type || cls == &PyDict_Type
@@ -453,9 +464,6 @@ walk(PyObject *value, long long depth, PyObject *ids, PyObject *held, PyObject *
             return append_new(ids, PyLong_FromSsize_t(PyObject_Length(value))) < 0 ? -1 : 1;
         return 1;
     }
-    PyObject *key = PyLong_FromVoidPtr(value);
-    if (key == NULL)
-        return -1;
     PyObject *index = PyDict_GetItemWithError(seen, key);
     if (index != NULL) {  /* shown as a Reference */
         Py_DECREF(key);

@@ -330,6 +330,31 @@ PROGRAMS.update({
             return a
         print(main())
     """,
+    # The same once the record was found unchanged (the fingerprint is taken): replacing
+    # the inner list by an equal one in a callee must not leave the fingerprint matching
+    # with the old inner id in visited, or the store into the new one in a second callee
+    # (and the caller's next steps) shows the old value.
+    "stale_visited_after_fingerprint_match": """
+        class Box:
+            pass
+        def fill(b):
+            b.items = [0]
+        def poke(b):
+            b.items[0] = 5
+            return None
+        def main():
+            b = Box()
+            b.items = [0]
+            n = 1
+            b.items[0] = 0
+            n = 2
+            fill(b)
+            n = 3
+            poke(b)
+            n = 4
+            return b.items
+        print(main())
+    """,
     # BUG (all versions): the dict at depth 3 is shown as Raw '<dict of 1 items>'; a store into it
     # changes that length but the encoder does not put depth-limit containers into 'seen', so
     # ObjectPlace.visited lacks it and mutate()'s touched id finds no variable (also via the alias leaf).
