@@ -42,6 +42,7 @@ import builtins
 import sys
 import threading
 import types
+import weakref
 
 import orjson
 
@@ -766,6 +767,10 @@ def _changes(frame, parts, stack):
         touched = log[frame.cursor:]
         if _ANY in touched:
             frame.recheck = True
+        if frame.cells:
+            # Stored by another frame: checked as stored here (the object shown may be gone
+            # and its id reused, so the ObjectPlace of that id proves nothing).
+            frame.dirty.extend([vid for vid, cell in frame.cells.items() if id(cell) in touched])
     if frame.recheck:
         frame.recheck = False
         vids = list(frame.variables)
@@ -778,8 +783,6 @@ def _changes(frame, parts, stack):
         vids = frame.dirty
         if touched:
             vids = vids + _containing(frame.shown, touched)
-            if frame.cells:
-                vids.extend([vid for vid, cell in frame.cells.items() if id(cell) in touched])
             if frame.namespace and id(frame.variables) in touched:
                 vids.extend(frame.variables)  # a function stored or deleted a global
         changed = _reconcile(frame, parts, vids, stack) if vids else None
@@ -1035,6 +1038,7 @@ def step(site):
 
 
 _CONTAINERS = frozenset({list, tuple, dict, set, frozenset})
+_STORES_ELSEWHERE = frozenset({memoryview, weakref.ProxyType, weakref.CallableProxyType})
 
 
 def _summary(value):
@@ -1095,14 +1099,20 @@ def _open(stack, fid, args, frame, called_from=None):
 def _before_entry(caller, log):
     """Log, for the callee's first step, what ``caller``'s line may have changed so far
     without a log entry: anything, unless every call of the line so far went to recorded
-    code (see ShadowFrame.expected); objects changed in place by its stores (``xs += ys``)."""
+    code (see ShadowFrame.expected); objects changed in place by its stores."""
     expected = caller.expected
     if expected < 0 or expected and caller.entered != expected:
         log.append(_ANY)
-    for vid in caller.dirty:
-        cell = caller.cells.get(vid)
+    _log_stored(caller, log)
+
+
+def _log_stored(frame, log):
+    """Log the objects that ``frame``'s variables stored since its last step hold: a store
+    may have changed one in place (``xs += ys``), which other frames may show."""
+    for vid in frame.dirty:
+        cell = frame.cells.get(vid)
         if cell is None:
-            value = caller.variables.get(vid)
+            value = frame.variables.get(vid)
         else:
             try:
                 value = cell.cell_contents
@@ -1182,10 +1192,7 @@ def _leave(value, fid, suspends=False):
     if expected and (expected < 0 or frame.entered != expected):
         stack.log.append(_ANY)  # its last line ran code no probe sees (see step)
     frame.expected = 0
-    for vid in frame.dirty:  # stored on its last line: ``xs += ys`` changed xs in place
-        stored = frame.variables.get(vid)
-        if type(stored) not in _KEEP:
-            stack.log.append(id(stored))
+    _log_stored(frame, stack.log)  # stored on its last line
     frame.dirty.clear()
     if stack.stepper is frame and frame.bindings:
         # This frame's step is the latest: the backend would give it the caller's bindings.
@@ -1283,6 +1290,9 @@ def delete(site):
         _number, frame = _current_frame(fid)
         (frame.variables if namespace is None else namespace).pop(vid, None)
         if namespace is None or frame.variables is namespace:
+            cell = frame.cells.get(vid)
+            if cell is not None:
+                _local.stack.log.append(id(cell))  # other frames may show the cell too
             frame.dirty.append(vid)
         else:
             _local.stack.log.append(id(namespace))
@@ -1315,7 +1325,11 @@ def mutate(target, fid):
 def _has_unseen_setter(cls):
     """Whether storing into or deleting from an instance of ``cls`` may run Python code
     that is not recorded: a ``__setattr__``/``__delattr__``/``__setitem__``/``__delitem__``
-    or a property setter or deleter defined in a module that is not instrumented."""
+    or a property setter or deleter defined in a module that is not instrumented; or
+    changes another object, which the probe cannot name (a memoryview's exporter, a weakref
+    proxy's referent)."""
+    if cls in _STORES_ELSEWHERE:
+        return True
     codes = _recorder.code_functions
     def unseen(function):
         if type(function) is not _Function:

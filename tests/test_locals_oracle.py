@@ -355,6 +355,115 @@ PROGRAMS.update({
             return b.items
         print(main())
     """,
+    # From a break session: stores whose effect lands elsewhere than the object or the
+    # variable the store names (cells stored or deleted by another frame, memoryviews,
+    # weakref proxies); each failed before the fix in probes.py.
+    # A closure's accumulator (``xs += [v]`` on the inner function's last line) changes
+    # the list the outer frame shows.
+    "cell_inplace_op_last_line": """
+        def main():
+            xs = []
+            def add(v):
+                nonlocal xs
+                xs += [v]
+            add(1)
+            n = 0
+            return xs
+        print(main())
+    """,
+    # A cell rebound twice by callees: the second new dict may take the dead first one's
+    # id.
+    "cell_rebind_dict": """
+        def main():
+            state = {"n": 0}
+            def step():
+                nonlocal state
+                state = {"n": state["n"] + 1}
+            def twice():
+                step()
+                step()
+            twice()
+            n = 0
+            return state
+        print(main())
+    """,
+    # The same within one callee: the old list dies on the first store.
+    "cell_rebind_id_reuse": """
+        def main():
+            box = [1]
+            def swap():
+                nonlocal box
+                box = None
+                box = [2, 3]
+            swap()
+            x = 0
+            return box
+        print(main())
+    """,
+    # A cell deleted by an inner function: the outer frame's variable is gone.
+    "cell_deleted_by_inner_not_last": """
+        def main():
+            x = [1]
+            def drop():
+                nonlocal x
+                del x
+                return 1
+            drop()
+            y = 0
+            return y
+        print(main())
+    """,
+    # A store through a memoryview changes its exporter.
+    "memoryview_store": """
+        def main():
+            buf = bytearray(b"abc")
+            mv = memoryview(buf)
+            n = 0
+            mv[0] = 65
+            n = 1
+            return bytes(buf)
+        print(main())
+    """,
+    # A store through a weakref proxy (a back-pointer) changes its referent.
+    "weakref_proxy_parent": """
+        import weakref
+        class Tree:
+            def __init__(self):
+                self.size = 0
+        class Child:
+            def __init__(self, tree):
+                self.tree = weakref.proxy(tree)
+            def grow(self):
+                self.tree.size += 1
+        def main():
+            tree = Tree()
+            child = Child(tree)
+            child.grow()
+            n = tree.size
+            return n
+        print(main())
+    """,
+    # Attribute and item stores through proxies.
+    "weakref_proxy_store": """
+        import weakref
+        class Node:
+            def __init__(self):
+                self.x = 0
+        class L(list):
+            pass
+        def main():
+            o = Node()
+            p = weakref.proxy(o)
+            n = 0
+            p.x = 5
+            n = 1
+            xs = L([0])
+            q = weakref.proxy(xs)
+            q[0] = 7
+            n = 2
+            return o.x, xs
+        print(main())
+    """,
     # BUG (all versions): the dict at depth 3 is shown as Raw '<dict of 1 items>'; a store into it
     # changes that length but the encoder does not put depth-limit containers into 'seen', so
     # ObjectPlace.visited lacks it and mutate()'s touched id finds no variable (also via the alias leaf).
