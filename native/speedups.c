@@ -449,10 +449,14 @@ walk(PyObject *value, long long depth, PyObject *ids, PyObject *held, PyObject *
         Py_DECREF(key);
         return walk_raw_value(value, cls, ids, held);
     }
-    long long left;
-    if (shape == SHAPE_UNKNOWN || nodes_left(seen, &left) < 0) {
+    if (shape == SHAPE_UNKNOWN) {
         Py_DECREF(key);
-        return shape == SHAPE_UNKNOWN ? 0 : -1;
+        return 0;
+    }
+    long long left;
+    if (nodes_left(seen, &left) < 0) {
+        Py_DECREF(key);
+        return -1;
     }
     if (depth >= depth_limit || left <= 0) {
         /* Shown as a Raw naming the type (and the length of a builtin container). */
