@@ -784,7 +784,9 @@ def _changes(frame, parts, stack):
         if touched:
             vids = vids + _containing(frame.shown, touched)
             if frame.namespace and id(frame.variables) in touched:
-                vids.extend(frame.variables)  # a function stored or deleted a global
+                # A function stored or deleted a global.
+                vids.extend(frame.variables)
+                vids.extend([vid for vid in frame.places if vid not in frame.variables])
         changed = _reconcile(frame, parts, vids, stack) if vids else None
         if changed:  # objects changed in place: the other names that show them
             others = [vid for vid in _containing(frame.shown, [e.ident for e in changed])
@@ -1057,7 +1059,10 @@ def _open(stack, fid, args, frame, called_from=None):
     switch).  ``called_from``: the frame object that called this one (None for a resume):
     the call counts as one of the caller's line (see ShadowFrame.expected) if that is the
     caller's frame making a call instruction (not a property read or a store running a
-    setter, nor unrecorded code in between) and the callee is not a dunder callback."""
+    setter, nor unrecorded code in between) and the callee is not a dunder callback nor a
+    class body (``__build_class__`` runs the metaclass and ``__init_subclass__`` too); if
+    that is unrecorded Python code (``functools.cached_property``), the caller's line ran
+    code no probe sees."""
     window = _window
     encoded = []
     for vid, value in args:
@@ -1069,10 +1074,13 @@ def _open(stack, fid, args, frame, called_from=None):
     call = _CALL % (fid, b",".join(encoded))
     caller = stack[-1] if stack else None
     if caller is not None:
-        if called_from is not None and not _callbacks[fid]:
+        if called_from is not None:
             code = called_from.f_code
             known = _code_functions.get(id(code))
-            if known is not None and known[0] is code and known[1] == caller.function_id:
+            if known is None or known[0] is not code:
+                caller.expected = -1
+            elif known[1] == caller.function_id and not _callbacks[fid] \
+                    and _functions[fid][3] != "class":
                 instructions = code.co_code
                 at = called_from.f_lasti
                 while at > 0 and instructions[at] == CACHE_OPCODE:
@@ -1325,7 +1333,8 @@ def mutate(target, fid):
 def _has_unseen_setter(cls):
     """Whether storing into or deleting from an instance of ``cls`` may run Python code
     that is not recorded: a ``__setattr__``/``__delattr__``/``__setitem__``/``__delitem__``
-    or a property setter or deleter defined in a module that is not instrumented; or
+    or a property setter or deleter or a descriptor's ``__set__``/``__delete__`` defined in
+    a module that is not instrumented; or
     changes another object, which the probe cannot name (a memoryview's exporter, a weakref
     proxy's referent)."""
     if cls in _STORES_ELSEWHERE:
@@ -1343,6 +1352,10 @@ def _has_unseen_setter(cls):
         for attribute in type.__dict__["__dict__"].__get__(klass).values():
             if type(attribute) is property and (unseen(attribute.fset)
                                                or unseen(attribute.fdel)):
+                return True
+            kind = type(attribute)  # a data descriptor: PropertyMock, an ORM's field
+            if unseen(class_attribute(kind, "__set__")) \
+                    or unseen(class_attribute(kind, "__delete__")):
                 return True
     return False
 

@@ -464,6 +464,103 @@ PROGRAMS.update({
             return o.x, xs
         print(main())
     """,
+    # From a second break session: code no probe sees, behind what looks recorded.
+    # A global deleted by a function: the module frame must drop it.
+    "global_deleted_by_a_function": """
+        x = [1]
+        cache = {}
+        def drop():
+            global x
+            del x
+        def flip(k):
+            global cache
+            if k % 2:
+                del cache
+            else:
+                cache = {k: k}
+        drop()
+        a = 1
+        for k in range(3):
+            flip(k)
+            seen = k
+        print(a, seen)
+    """,
+    # A data descriptor from unrecorded code (unittest.mock's PropertyMock) runs on a store.
+    "unrecorded_descriptor_set": """
+        from unittest import mock
+        class C:
+            pass
+        def main():
+            calls = []
+            pm = mock.PropertyMock(side_effect=calls.append)
+            C.x = pm
+            c = C()
+            c.x = 5
+            a = 1
+            c.x = 6
+            b = 2
+            return calls
+        print(main())
+    """,
+    # The same on a delete, the descriptor's class made by exec (never rewritten; no
+    # variable shows the namespace, whose builtins differ under the oracle).
+    "unrecorded_descriptor_delete": """
+        def unrecorded(source, name):
+            return exec(source, namespace := {}) or namespace[name]
+        Tracked = unrecorded("class Tracked:\\n"
+                             "    def __init__(self, log):\\n"
+                             "        self.log = log\\n"
+                             "    def __get__(self, obj, cls):\\n"
+                             "        return 1\\n"
+                             "    def __set__(self, obj, value):\\n"
+                             "        pass\\n"
+                             "    def __delete__(self, obj):\\n"
+                             "        self.log.append('del')\\n", "Tracked")
+        def main():
+            history = []
+            class Model:
+                x = Tracked(history)
+            m = Model()
+            del m.x
+            a = 1
+            return history
+        print(main())
+    """,
+    # A class statement runs an unrecorded __init_subclass__ besides the class body.
+    "unrecorded_init_subclass": """
+        def unrecorded(source, name):
+            return exec(source, namespace := {}) or namespace[name]
+        Plugin = unrecorded("class Plugin:\\n"
+                            "    registry = []\\n"
+                            "    def __init_subclass__(cls, **kw):\\n"
+                            "        Plugin.registry.append(cls.__name__)\\n", "Plugin")
+        def main():
+            reg = Plugin.registry
+            class A(Plugin):
+                pass
+            n = 1
+            return reg
+        print(main())
+    """,
+    # A recorded getter called by unrecorded Python code (functools.cached_property, which
+    # then stores the result into the instance dict).
+    "cached_property_getter": """
+        import functools
+        class C:
+            def __init__(self):
+                self.n = 2
+            @functools.cached_property
+            def sq(self):
+                return self.n * self.n
+        def main():
+            c = C()
+            v = c.sq
+            x = 1
+            del c.sq
+            y = 2
+            return v
+        print(main())
+    """,
     # BUG (all versions): the dict at depth 3 is shown as Raw '<dict of 1 items>'; a store into it
     # changes that length but the encoder does not put depth-limit containers into 'seen', so
     # ObjectPlace.visited lacks it and mutate()'s touched id finds no variable (also via the alias leaf).
