@@ -7,7 +7,7 @@ try:
 except ImportError:
     _ctinstrument_speedups = None
 
-PROTOCOL = 4  # the VERSION of speedups.c these modules call (their arguments and results)
+PROTOCOL = 5  # the VERSION of speedups.c these modules call (their arguments and results)
 
 speedups = _ctinstrument_speedups \
     if getattr(_ctinstrument_speedups, "VERSION", None) == PROTOCOL else None

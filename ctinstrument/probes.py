@@ -258,8 +258,9 @@ def _choose_native(encoder):
     """Use the C walk and encoder (for ``encoder``, a ValueEncoder whose limits are the
     walk's) when they are built and speak this version's protocol, else the Python ones
     (the same fingerprints and bytes: tests/test_speedups.py)."""
-    global _walk, _encode_json
+    global _walk, _matches, _encode_json
     _walk = _walk_python
+    _matches = _matches_python
     _encode_json = _encode_json_python
     if _speedups is None:
         return
@@ -275,6 +276,7 @@ def _choose_native(encoder):
          encoder.list_type, encoder.tuple_type, encoder.dict_type, encoder.raw_type),
         encoder.limits.string, encoder.limits.nodes)
     _walk = _speedups.walk
+    _matches = _speedups.same
     _encode_json = _speedups.encode
 
 
@@ -737,9 +739,21 @@ def _plain(cls):
 
 
 def _same(value, fingerprint):
-    """Whether ``value`` still has ``fingerprint``."""
-    now = _fingerprint(value)
-    return now is not None and now[0] == fingerprint[0]
+    """Whether ``value`` still has ``fingerprint`` (what _fingerprint returned)."""
+    try:
+        return _matches(value, 0, fingerprint[0], {_BUDGET: _nodes})
+    except Exception:  # as in _fingerprint
+        return False
+
+
+def _matches_python(value, depth, ids, seen):
+    """Whether the walk of ``value`` appends exactly ``ids`` (the reference of
+    _ctinstrument_speedups.same, which compares as it walks and stops at a difference)."""
+    now = []
+    return _walk_python(value, depth, now, [], seen) and now == ids
+
+
+_matches = _matches_python  # or its C version (see _choose_native)
 
 
 def _containing(shown, ids):

@@ -1,16 +1,17 @@
 /* _ctinstrument_speedups: the fingerprint walk of ctinstrument.probes in C.
  *
  * walk(value, depth, ids, held, seen) -> bool does what probes._walk_python does, append
- * for append: the same ints and names to the list ``ids``, the same objects to ``held``,
+ * the same ints and names to the list ``ids``, the same objects to ``held``,
  * the same entries in the dict ``seen`` (ids of the containers and objects walked -> their
  * index, and the node budget under the configured key), the same result.  What it cannot
  * decide by itself it asks the Python functions given to configure(): how a class is shown
  * (values.shown_as), the getter of a plain instance __dict__ (values.plain_instance_dict),
  * the first items of a set, deque or subclass (values.first_items), a named tuple's
  * _fields (values.class_attribute), the Raw records other than functions and methods
- * (probes._walk_raw).  No code of the program runs: the containers are read through the
- * base types' own storage, as the Python version reads them through the base types' C
- * methods.  encode(value, seen) is the encoder's common records (see its comment), and
+ * (probes._walk_raw).  same(value, depth, ids, seen) is that walk matching a fingerprint
+ * taken before (probes._same) instead of appending.  No code of the program runs: the
+ * containers are read through the base types' own storage, as the Python version reads
+ * them through the base types' C methods.  encode(value, seen) is the encoder's common records (see its comment), and
  * join(...) the writer's loop over pre-encoded records (writer.join_records).
  * tests/test_speedups.py checks every one against its Python version.
  */
@@ -42,29 +43,72 @@ is_scalar(PyTypeObject *cls)
         || cls == &PyComplex_Type || cls == &PyRange_Type;
 }
 
+/* Where the walk puts what it describes: appended to ``ids`` (the scalars and names shown
+ * by id to ``held``), or, when ``held`` is NULL, matched against the list ``ids`` from
+ * ``at`` on (``same``: stops at the first difference, appends nothing). */
+typedef struct {
+    PyObject *ids, *held;
+    Py_ssize_t at;
+} Sink;
+
+/* The item a matching walk expects next, or NULL when the fingerprint ends. */
+static PyObject *
+expected(Sink *sink)
+{
+    if (sink->at >= PyList_GET_SIZE(sink->ids))
+        return NULL;
+    return PyList_GET_ITEM(sink->ids, sink->at++);
+}
+
+/* Put ``item`` (a new reference: an exact int or str, or NULL after an error): 1, 0 when
+ * it differs from the fingerprint matched, -1 on error. */
 static int
-append_new(PyObject *list, PyObject *item)
+put_new(Sink *sink, PyObject *item)
 {
     if (item == NULL)
         return -1;
-    int failed = PyList_Append(list, item);
+    int result;
+    if (sink->held != NULL) {
+        result = PyList_Append(sink->ids, item) < 0 ? -1 : 1;
+    }
+    else {
+        PyObject *known = expected(sink);
+        /* Exact ints and strs on both sides: comparing them runs no code of the program. */
+        result = known != NULL && Py_TYPE(known) == Py_TYPE(item)
+            ? PyObject_RichCompareBool(known, item, Py_EQ) : 0;
+    }
     Py_DECREF(item);
-    return failed;
+    return result;
 }
 
 static int
-append_id(PyObject *ids, void *object)
+put(Sink *sink, PyObject *item)
 {
-    return append_new(ids, PyLong_FromVoidPtr(object));
+    return put_new(sink, Py_NewRef(item));
+}
+
+static int
+put_id(Sink *sink, void *object)
+{
+    if (sink->held != NULL)
+        return put_new(sink, PyLong_FromVoidPtr(object));
+    PyObject *known = expected(sink);
+    if (known == NULL || !PyLong_CheckExact(known))
+        return 0;
+    void *pointer = PyLong_AsVoidPtr(known);
+    if (pointer == NULL && PyErr_Occurred())
+        return -1;
+    return pointer == object;
 }
 
 /* A value shown by id and held (so that its id stays unique): a scalar, a name. */
 static int
-append_held(PyObject *ids, PyObject *held, PyObject *value)
+put_held(Sink *sink, PyObject *value)
 {
-    if (append_id(ids, value) < 0 || PyList_Append(held, value) < 0)
+    int result = put_id(sink, value);
+    if (result == 1 && sink->held != NULL && PyList_Append(sink->held, value) < 0)
         return -1;
-    return 1;
+    return result;
 }
 
 static int
@@ -219,43 +263,50 @@ spend(PyObject *seen, Py_ssize_t count, Py_ssize_t *shown)
     return failed;
 }
 
-static int walk(PyObject *value, long long depth, PyObject *ids, PyObject *held,
-                PyObject *seen);
+static int walk(PyObject *value, long long depth, Sink *sink, PyObject *seen);
 
 static int
-walk_raw_value(PyObject *value, PyTypeObject *cls, PyObject *ids, PyObject *held)
+walk_raw_value(PyObject *value, PyTypeObject *cls, Sink *sink)
 {
     if (cls == &PyFunction_Type)
-        return append_held(ids, held, ((PyFunctionObject *)value)->func_qualname);
+        return put_held(sink, ((PyFunctionObject *)value)->func_qualname);
     if (cls == &PyMethod_Type) {
         PyObject *function = PyMethod_GET_FUNCTION(value);
-        if (append_held(ids, held, function) < 0)
-            return -1;
-        if (Py_TYPE(function) == &PyFunction_Type)
-            return append_held(ids, held, ((PyFunctionObject *)function)->func_qualname);
-        return 1;
+        int result = put_held(sink, function);
+        if (result != 1 || Py_TYPE(function) != &PyFunction_Type)
+            return result;
+        return put_held(sink, ((PyFunctionObject *)function)->func_qualname);
     }
     if (cls == &PyCFunction_Type)  /* its name, made afresh from its __self__'s type */
-        return append_new(ids, PyObject_GetAttr(value, qualname_name)) < 0 ? -1 : 1;
+        return put_new(sink, PyObject_GetAttr(value, qualname_name));
     if (cls == &PyModule_Type) {
-        if (append_id(ids, value) < 0)
-            return -1;
-        return append_new(ids, module_name(value)) < 0 ? -1 : 1;
+        int result = put_id(sink, value);
+        return result != 1 ? result : put_new(sink, module_name(value));
     }
     if (PyType_Check(value))  /* a class: its name, read afresh */
-        return append_new(ids, type_name(value)) < 0 ? -1 : 1;
-    PyObject *result = PyObject_CallFunctionObjArgs(walk_raw, value, (PyObject *)cls, ids,
-                                                    held, NULL);
-    if (result == NULL)
-        return -1;
-    int truth = PyObject_IsTrue(result);
-    Py_DECREF(result);
+        return put_new(sink, type_name(value));
+    /* The rest in Python (probes._walk_raw), into lists of its own when matching. */
+    PyObject *ids = sink->held != NULL ? Py_NewRef(sink->ids) : PyList_New(0);
+    PyObject *held = sink->held != NULL ? Py_NewRef(sink->held) : PyList_New(0);
+    int truth = -1;
+    if (ids != NULL && held != NULL) {
+        PyObject *result = PyObject_CallFunctionObjArgs(walk_raw, value, (PyObject *)cls,
+                                                        ids, held, NULL);
+        if (result != NULL) {
+            truth = PyObject_IsTrue(result);
+            Py_DECREF(result);
+        }
+    }
+    if (truth == 1 && sink->held == NULL)
+        for (Py_ssize_t i = 0; truth == 1 && i < PyList_GET_SIZE(ids); i++)
+            truth = put(sink, PyList_GET_ITEM(ids, i));
+    Py_XDECREF(ids);
+    Py_XDECREF(held);
     return truth;
 }
 
 static int
-walk_sequence(PyObject *items, Py_ssize_t count, long long depth, PyObject *ids,
-              PyObject *held, PyObject *seen)
+walk_sequence(PyObject *items, Py_ssize_t count, long long depth, Sink *sink, PyObject *seen)
 {
     int is_list = PyList_Check(items);
     for (Py_ssize_t i = 0; i < count; i++) {
@@ -264,7 +315,7 @@ walk_sequence(PyObject *items, Py_ssize_t count, long long depth, PyObject *ids,
             break;
         PyObject *item = is_list ? PyList_GET_ITEM(items, i) : PyTuple_GET_ITEM(items, i);
         Py_INCREF(item);
-        int result = walk(item, depth + 1, ids, held, seen);
+        int result = walk(item, depth + 1, sink, seen);
         Py_DECREF(item);
         if (result != 1)
             return result;
@@ -273,8 +324,7 @@ walk_sequence(PyObject *items, Py_ssize_t count, long long depth, PyObject *ids,
 }
 
 static int
-walk_items(PyObject *value, PyTypeObject *cls, long long depth, PyObject *ids,
-           PyObject *held, PyObject *seen)
+walk_items(PyObject *value, PyTypeObject *cls, long long depth, Sink *sink, PyObject *seen)
 {
     PyObject *items;
     Py_ssize_t total;
@@ -308,20 +358,22 @@ walk_items(PyObject *value, PyTypeObject *cls, long long depth, PyObject *ids,
             return -1;
         }
     }
-    int result = -1;
     Py_ssize_t count = total <= items_limit ? total : (Py_ssize_t)items_limit;
-    if (append_new(ids, PyLong_FromSsize_t(total)) < 0
-            || (depth && spend(seen, count, &count) < 0))
+    int result = put_new(sink, PyLong_FromSsize_t(total));
+    if (result != 1)
         goto done;
-    result = walk_sequence(items, count, depth, ids, held, seen);
+    result = -1;
+    if (depth && spend(seen, count, &count) < 0)
+        goto done;
+    result = walk_sequence(items, count, depth, sink, seen);
 done:
     Py_DECREF(items);
     return result;
 }
 
 static int
-walk_named_tuple(PyObject *value, PyTypeObject *cls, long long depth, PyObject *ids,
-                 PyObject *held, PyObject *seen)
+walk_named_tuple(PyObject *value, PyTypeObject *cls, long long depth, Sink *sink,
+                 PyObject *seen)
 {
     PyObject *names = PyObject_CallFunctionObjArgs(class_attribute, (PyObject *)cls,
                                                    fields_name, NULL);
@@ -331,10 +383,13 @@ walk_named_tuple(PyObject *value, PyTypeObject *cls, long long depth, PyObject *
     int result = 0;
     if (!PyTuple_CheckExact(names) || PyTuple_GET_SIZE(names) != total)
         goto done;
-    result = -1;
-    if (append_held(ids, held, names) < 0 || (depth && spend(seen, total, &ignored) < 0))
+    result = put_held(sink, names);
+    if (result != 1)
         goto done;
-    result = walk_sequence(value, total, depth, ids, held, seen);
+    result = -1;
+    if (depth && spend(seen, total, &ignored) < 0)
+        goto done;
+    result = walk_sequence(value, total, depth, sink, seen);
 done:
     Py_DECREF(names);
     return result;
@@ -344,12 +399,13 @@ done:
  * ``total`` shown. */
 static int
 walk_fields(PyObject *fields, Py_ssize_t total, Py_ssize_t count, long long depth,
-            PyObject *ids, PyObject *held, PyObject *seen)
+            Sink *sink, PyObject *seen)
 {
     Py_ssize_t position = 0;
     PyObject *name, *item;
-    if (append_new(ids, PyLong_FromSsize_t(total)) < 0)
-        return -1;
+    int result = put_new(sink, PyLong_FromSsize_t(total));
+    if (result != 1)
+        return result;
     if (count == total) {  /* all scalars: every name, then every value (as probes does) */
         int scalars = 1;
         while (scalars && PyDict_Next(fields, &position, &name, &item))
@@ -358,8 +414,8 @@ walk_fields(PyObject *fields, Py_ssize_t total, Py_ssize_t count, long long dept
             for (int pass = 0; pass < 2; pass++) {
                 position = 0;
                 while (PyDict_Next(fields, &position, &name, &item))
-                    if (append_held(ids, held, pass ? item : name) < 0)
-                        return -1;
+                    if ((result = put_held(sink, pass ? item : name)) != 1)
+                        return result;
             }
             return 1;
         }
@@ -370,10 +426,10 @@ walk_fields(PyObject *fields, Py_ssize_t total, Py_ssize_t count, long long dept
         count--;
         if (!is_scalar(Py_TYPE(name)))
             return 0;
-        if (append_held(ids, held, name) < 0)
-            return -1;
+        if ((result = put_held(sink, name)) != 1)
+            return result;
         Py_INCREF(item);
-        int result = walk(item, depth + 1, ids, held, seen);
+        result = walk(item, depth + 1, sink, seen);
         Py_DECREF(item);
         if (result != 1)
             return result;
@@ -386,19 +442,17 @@ walk_fields(PyObject *fields, Py_ssize_t total, Py_ssize_t count, long long dept
 }
 
 static int
-walk_mapping(PyObject *value, long long depth, PyObject *ids, PyObject *held,
-             PyObject *seen)
+walk_mapping(PyObject *value, long long depth, Sink *sink, PyObject *seen)
 {
     Py_ssize_t total = PyDict_GET_SIZE(value);
     Py_ssize_t count = total <= items_limit ? total : (Py_ssize_t)items_limit;
     if (depth && spend(seen, count, &count) < 0)
         return -1;
-    return walk_fields(value, total, count, depth, ids, held, seen);
+    return walk_fields(value, total, count, depth, sink, seen);
 }
 
 static int
-walk_object(PyObject *value, PyTypeObject *cls, long long depth, PyObject *ids,
-            PyObject *held, PyObject *seen)
+walk_object(PyObject *value, PyTypeObject *cls, long long depth, Sink *sink, PyObject *seen)
 {
     PyObject *getter;
     if (cached(plain, cls, plain_of, &getter) < 0)
@@ -421,57 +475,51 @@ walk_object(PyObject *value, PyTypeObject *cls, long long depth, PyObject *ids,
     result = -1;
     if (depth && spend(seen, count, &ignored) < 0)
         goto done;
-    result = walk_fields(fields, total, count, depth, ids, held, seen);
+    result = walk_fields(fields, total, count, depth, sink, seen);
 done:
     Py_DECREF(fields);
     return result;
 }
 
-/* 1: walked (``ids`` describes ``value``), 0: ``value`` cannot be described, -1: error. */
+/* 1: walked (what ``sink`` got describes ``value``), 0: ``value`` cannot be described
+ * (or, when matching, differs from the fingerprint), -1: error. */
 static int
-walk(PyObject *value, long long depth, PyObject *ids, PyObject *held, PyObject *seen)
+walk(PyObject *value, long long depth, Sink *sink, PyObject *seen)
 {
     PyTypeObject *cls = Py_TYPE(value);
     if (is_scalar(cls))
-        return append_held(ids, held, value);
+        return put_held(sink, value);
     int shape = shape_fill(cls);
     if (shape < 0)
         return -1;
     /* Every object shown counts by identity too (see probes._walk_python). */
+    int result = put_id(sink, value);
+    if (result != 1)
+        return result;
+    if (shape == SHAPE_RAW)  /* a Raw record at any depth, never a Reference */
+        return walk_raw_value(value, cls, sink);
+    if (shape == SHAPE_UNKNOWN)
+        return 0;
+    long long left;
+    if (nodes_left(seen, &left) < 0)
+        return -1;
+    if (depth >= depth_limit || left <= 0) {
+        /* Shown as a Raw naming the type (and the length of a builtin container). */
+        result = put_id(sink, cls);
+        if (result != 1 || !(cls == &PyList_Type || cls == &PyTuple_Type
+                             || cls == &PyDict_Type || cls == &PySet_Type
+                             || cls == &PyFrozenSet_Type))
+            return result;
+        return put_new(sink, PyLong_FromSsize_t(PyObject_Length(value)));
+    }
     PyObject *key = PyLong_FromVoidPtr(value);
     if (key == NULL)
         return -1;
-    if (PyList_Append(ids, key) < 0) {
-        Py_DECREF(key);
-        return -1;
-    }
-    if (shape == SHAPE_RAW) {  /* a Raw record at any depth, never a Reference */
-        Py_DECREF(key);
-        return walk_raw_value(value, cls, ids, held);
-    }
-    if (shape == SHAPE_UNKNOWN) {
-        Py_DECREF(key);
-        return 0;
-    }
-    long long left;
-    if (nodes_left(seen, &left) < 0) {
-        Py_DECREF(key);
-        return -1;
-    }
-    if (depth >= depth_limit || left <= 0) {
-        /* Shown as a Raw naming the type (and the length of a builtin container). */
-        Py_DECREF(key);
-        if (append_id(ids, cls) < 0)
-            return -1;
-        if (cls == &PyList_Type || cls == &PyTuple_Type || cls == &PyDict_Type
-                || cls == &PySet_Type || cls == &PyFrozenSet_Type)
-            return append_new(ids, PyLong_FromSsize_t(PyObject_Length(value))) < 0 ? -1 : 1;
-        return 1;
-    }
     PyObject *index = PyDict_GetItemWithError(seen, key);
     if (index != NULL) {  /* shown as a Reference */
         Py_DECREF(key);
-        return (PyList_Append(ids, minus_one) < 0 || PyList_Append(ids, index) < 0) ? -1 : 1;
+        result = put(sink, minus_one);
+        return result != 1 ? result : put(sink, index);
     }
     int failed = PyErr_Occurred() != NULL;
     if (!failed) {
@@ -480,17 +528,20 @@ walk(PyObject *value, long long depth, PyObject *ids, PyObject *held, PyObject *
         Py_XDECREF(number);
     }
     Py_DECREF(key);
-    if (failed || append_id(ids, cls) < 0)
+    if (failed)
         return -1;
+    result = put_id(sink, cls);
+    if (result != 1)
+        return result;
     switch (shape) {
     case SHAPE_ITEMS:
-        return walk_items(value, cls, depth, ids, held, seen);
+        return walk_items(value, cls, depth, sink, seen);
     case SHAPE_NAMED_TUPLE:
-        return walk_named_tuple(value, cls, depth, ids, held, seen);
+        return walk_named_tuple(value, cls, depth, sink, seen);
     case SHAPE_MAPPING:
-        return walk_mapping(value, depth, ids, held, seen);
+        return walk_mapping(value, depth, sink, seen);
     case SHAPE_OBJECT:
-        return walk_object(value, cls, depth, ids, held, seen);
+        return walk_object(value, cls, depth, sink, seen);
     default:  /* opaque: shown as <T object> */
         return 1;
     }
@@ -1377,10 +1428,32 @@ speedups_walk(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     long long depth = PyLong_AsLongLong(args[1]);
     if (depth == -1 && PyErr_Occurred())
         return NULL;
-    int result = walk(args[0], depth, args[2], args[3], args[4]);
+    Sink sink = {args[2], args[3], 0};
+    int result = walk(args[0], depth, &sink, args[4]);
     if (result < 0)
         return NULL;
     return PyBool_FromLong(result);
+}
+
+static PyObject *
+speedups_same(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (shapes == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "configure() was not called");
+        return NULL;
+    }
+    if (nargs != 4 || !PyList_CheckExact(args[2]) || !PyDict_CheckExact(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "same(value, depth, ids: list, seen: dict)");
+        return NULL;
+    }
+    long long depth = PyLong_AsLongLong(args[1]);
+    if (depth == -1 && PyErr_Occurred())
+        return NULL;
+    Sink sink = {args[2], NULL, 0};
+    int result = walk(args[0], depth, &sink, args[3]);
+    if (result < 0)
+        return NULL;
+    return PyBool_FromLong(result == 1 && sink.at == PyList_GET_SIZE(args[2]));
 }
 
 static PyObject *
@@ -1560,6 +1633,10 @@ speedups_join(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 static PyMethodDef speedups_methods[] = {
     {"walk", (PyCFunction)(void (*)(void))speedups_walk, METH_FASTCALL,
      "walk(value, depth, ids, held, seen) -> bool: probes._walk_python, in C."},
+    {"same", (PyCFunction)(void (*)(void))speedups_same, METH_FASTCALL,
+     "same(value, depth, ids, seen) -> bool: whether walk() would append exactly ``ids``"
+     " (the ints and names of a fingerprint), without appending: it stops at the first"
+     " difference."},
     {"configure", speedups_configure, METH_VARARGS,
      "configure(keep, shown_as, plain_instance_dict, first_items, class_attribute, walk_raw,"
      " depth, items, budget_key): the encoder's limits and the Python functions the walk"
@@ -1599,7 +1676,7 @@ PyInit__ctinstrument_speedups(void)
             || minus_one == NULL || type_qualname == NULL || type_module == NULL)
         return NULL;
     PyObject *module = PyModule_Create(&speedups_module);
-    if (module != NULL && PyModule_AddIntConstant(module, "VERSION", 4) < 0) {
+    if (module != NULL && PyModule_AddIntConstant(module, "VERSION", 5) < 0) {
         Py_DECREF(module);
         return NULL;
     }

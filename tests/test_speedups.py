@@ -208,7 +208,37 @@ def limits(request, monkeypatch):
 
 def test_the_c_walk_and_encoder_are_the_ones_used(limits):
     assert probes._walk is speedups.walk
+    assert probes._matches is speedups.same
     assert probes._encode_json is speedups.encode
+
+
+def _matches(value, ids):
+    """(Python's, C's) answer to whether the walk of ``value`` appends exactly ``ids``."""
+    return tuple(match(value, 0, ids, {probes._BUDGET: probes._nodes})
+                 for match in (probes._matches_python, speedups.same))
+
+
+def _fingerprints_that_differ(ids):
+    """``ids`` changed at each place: one item more, one less, an item another int or
+    name, a name where an int was and an int where a name was."""
+    yield ids + [0]
+    for at, item in enumerate(ids):
+        yield ids[:at] + ids[at + 1:]
+        if type(item) is int:
+            replacements = (item + 1, str(item))
+        else:
+            replacements = (item + "?", len(item))
+        for replacement in replacements:
+            yield ids[:at] + [replacement] + ids[at + 1:]
+
+
+def test_matching_a_fingerprint_in_c_answers_as_in_python(limits):
+    for value in _builtin_values() + [item for _ in range(30)
+                                      for item in _graph(random.Random(_))]:
+        (described, ids, _seen, _held), _native = _walks(value)
+        assert _matches(value, ids) == (described, described), value
+        for other in _fingerprints_that_differ(ids):
+            assert _matches(value, other) == (False, False), (value, other)
 
 
 def test_every_kind_of_value_gives_the_same_walk(limits):
