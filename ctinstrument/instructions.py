@@ -9,7 +9,7 @@ itself.  Supported: CPython 3.10 to 3.13; anything else raises ``UnsupportedPyth
 import dis
 import opcode
 
-from bytecode import CellVar, FreeVar, Instr
+from bytecode import CellVar, FreeVar, Instr, Label
 
 from .errors import InstrumentationError
 from .protocol import (  # noqa: F401 (named here too, see protocol.py)
@@ -108,6 +108,48 @@ def runs_code(instr):
     In-place operators need no check of their own: their result is stored, and a store
     into a name or an object is probed."""
     return instr.name in RUNS_CODE
+
+
+# Builtins that change no object: at most they call a dunder of their argument's class
+# (``__len__``, ``__instancecheck__``), which is left out as operators and attribute reads
+# are (RUNS_CODE).  A global of that name (the module's own ``len``) is called instead
+# only if the module or the program defines one.
+PURE_BUILTINS = frozenset({"len", "isinstance", "issubclass", "type", "id", "callable",
+                           "chr", "ord"})
+# What the LOAD_GLOBAL of a called global pushes: the callable, and from 3.11 on a NULL.
+_CALLEE_PUSHES = 2 if VERSION >= (3, 11) else 1
+
+
+def calls_pure_builtin(items, index):
+    """Whether the call instruction ``items[index]`` (of a list of Instr, Label and pseudo
+    instructions) calls a global of PURE_BUILTINS with positional arguments only: the
+    LOAD_GLOBAL that pushed the callable is found by walking back over the stack effects
+    of the instructions in between, which must be straight-line code (no label, no jump)."""
+    call = items[index]
+    if call.name not in ("CALL", "CALL_FUNCTION") or not isinstance(call.arg, int):
+        return False
+    at = index - 1
+    if HAS_PRECALL and isinstance(items[at], Instr) and items[at].name == "PRECALL":
+        at -= 1  # it takes no part in the stack count
+    depth = call.arg  # of the callable's slot (3.13: the NULL above it), from the top
+    while at >= 0 and index - at < 64:
+        item = items[at]
+        at -= 1
+        if isinstance(item, Label):
+            return False
+        if not isinstance(item, Instr):
+            continue  # TryBegin, TryEnd, SetLineno
+        if item.has_jump() or item.name == "KW_NAMES":  # a branch, keyword arguments
+            return False
+        pre, post = item.pre_and_post_stack_effect()
+        pops, pushes = (0, pre + post) if pre >= 0 else (-pre, post)
+        if depth < pushes:
+            if item.name != "LOAD_GLOBAL" or depth != 0 or pushes != _CALLEE_PUSHES:
+                return False
+            name = item.arg[1] if VERSION >= (3, 11) else item.arg
+            return name in PURE_BUILTINS
+        depth += pops - pushes
+    return False
 
 
 def _load_probe(name):

@@ -315,7 +315,9 @@ class _SiteEffects:
     across branches such a call could stand in for the other path's.  So a multi-line call makes its calls on the
     last visit of its first line, and a ``for`` loop's head, which calls nothing, expects
     nothing; its line's first visit (the iterator's call, then the branch of FOR_ITER) is
-    checked in full, as a line with an ``if`` expression and a call is."""
+    checked in full, as a line with an ``if`` expression and a call is.  Calls of builtins
+    that change nothing (instructions.calls_pure_builtin: ``len``, ``isinstance``, ...)
+    are not calls here."""
 
     def __init__(self, items, targets):
         self.items = items
@@ -324,8 +326,9 @@ class _SiteEffects:
         # A dict, not a collections.Counter: that module runs with the program's builtins
         # (isolation.py), which a program may have wrapped.
         self.line_calls = {}
-        for item in items:
-            if isinstance(item, Instr) and item.name in ins.CALLS:
+        for index, item in enumerate(items):
+            if isinstance(item, Instr) and item.name in ins.CALLS \
+                    and not ins.calls_pure_builtin(items, index):
                 self.line_calls[item.lineno] = self.line_calls.get(item.lineno, 0) + 1
         pending = []
         for index, item in enumerate(items):
@@ -365,9 +368,10 @@ class _SiteEffects:
                 continue
             seen.add(index)
             if item.name in ins.CALLS:
-                calls += 1
-                own += item.lineno == line
-                late += branched
+                if not ins.calls_pure_builtin(items, index):
+                    calls += 1
+                    own += item.lineno == line
+                    late += branched
             elif ins.runs_code(item):
                 runs = True
             if isinstance(item.arg, Label):
