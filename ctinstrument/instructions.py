@@ -110,12 +110,13 @@ def runs_code(instr):
     return instr.name in RUNS_CODE
 
 
-# Builtins that change no object: at most they call a dunder of their argument's class
-# (``__len__``, ``__instancecheck__``), which is left out as operators and attribute reads
-# are (RUNS_CODE).  A global of that name (the module's own ``len``) is called instead
-# only if the module or the program defines one.
-PURE_BUILTINS = frozenset({"len", "isinstance", "issubclass", "type", "id", "callable",
-                           "chr", "ord"})
+# Builtins that change no object, by their number of positional arguments (``type`` of
+# three makes a class): at most they call a dunder of their argument's class (``__len__``,
+# ``__instancecheck__``), which is left out as operators and attribute reads are
+# (RUNS_CODE).  A global of that name (the module's own ``len``) is called instead only if
+# the module or the program defines one.
+PURE_BUILTINS = {"len": 1, "isinstance": 2, "issubclass": 2, "type": 1, "id": 1,
+                 "callable": 1, "chr": 1, "ord": 1}
 # What the LOAD_GLOBAL of a called global pushes: the callable, and from 3.11 on a NULL.
 _CALLEE_PUSHES = 2 if VERSION >= (3, 11) else 1
 
@@ -147,7 +148,7 @@ def calls_pure_builtin(items, index):
             if item.name != "LOAD_GLOBAL" or depth != 0 or pushes != _CALLEE_PUSHES:
                 return False
             name = item.arg[1] if VERSION >= (3, 11) else item.arg
-            return name in PURE_BUILTINS
+            return PURE_BUILTINS.get(name) == call.arg
         depth += pops - pushes
     return False
 

@@ -317,7 +317,9 @@ class _SiteEffects:
     nothing; its line's first visit (the iterator's call, then the branch of FOR_ITER) is
     checked in full, as a line with an ``if`` expression and a call is.  Calls of builtins
     that change nothing (instructions.calls_pure_builtin: ``len``, ``isinstance``, ...)
-    are not calls here."""
+    make a region that calls nothing else run no code to check; beside other calls they
+    count as calls (a recorded function they call back, ``__len__ = size``, must not stand
+    in for another call's)."""
 
     def __init__(self, items, targets):
         self.items = items
@@ -326,9 +328,8 @@ class _SiteEffects:
         # A dict, not a collections.Counter: that module runs with the program's builtins
         # (isolation.py), which a program may have wrapped.
         self.line_calls = {}
-        for index, item in enumerate(items):
-            if isinstance(item, Instr) and item.name in ins.CALLS \
-                    and not ins.calls_pure_builtin(items, index):
+        for item in items:
+            if isinstance(item, Instr) and item.name in ins.CALLS:
                 self.line_calls[item.lineno] = self.line_calls.get(item.lineno, 0) + 1
         pending = []
         for index, item in enumerate(items):
@@ -344,7 +345,7 @@ class _SiteEffects:
     def flags(self, start, line):
         """SITE_RUNS_CODE and calls of a site of ``line`` placed before ``items[start]``."""
         items = self.items
-        calls = own = late = 0  # late: calls after a branch
+        calls = own = late = pure = 0  # late: calls after a branch
         runs = False
         seen = set()
         # (index, previous instruction, index jumped from, whether a branch came before)
@@ -368,10 +369,10 @@ class _SiteEffects:
                 continue
             seen.add(index)
             if item.name in ins.CALLS:
-                if not ins.calls_pure_builtin(items, index):
-                    calls += 1
-                    own += item.lineno == line
-                    late += branched
+                calls += 1
+                own += item.lineno == line
+                late += branched
+                pure += ins.calls_pure_builtin(items, index)
             elif ins.runs_code(item):
                 runs = True
             if isinstance(item.arg, Label):
@@ -381,6 +382,8 @@ class _SiteEffects:
                     todo.append((target, item, index, branched))
             if not (item.is_uncond_jump() or item.is_final()):
                 todo.append((index + 1, item, None, branched))
+        if calls == pure:  # none, or only builtins that change nothing
+            return SITE_RUNS_CODE if runs else 0
         if runs or late or 0 < own < self.line_calls.get(line, 0):
             return SITE_RUNS_CODE
         return (SITE_RUNS_CODE if calls else 0) | (calls << SITE_CALLS_SHIFT)

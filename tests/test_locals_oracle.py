@@ -380,6 +380,30 @@ PROGRAMS.update({
         second = main()
         print(first, second, log)
     """,
+    # Beside another call, a pure builtin counts as a call: a recorded function it calls
+    # back under another name (``__len__ = size``) must not stand in for the unrecorded
+    # append; type() of three arguments runs __set_name__ (here the stdlib's).
+    "pure_builtin_calling_back_beside_another_call": """
+        import functools
+        class Bag:
+            def __init__(self):
+                self.items = [1]
+            def size(self):
+                return len(self.items)
+            __len__ = size
+        def f(self):
+            return 1
+        def main():
+            xs = []
+            b = Bag()
+            n = [len(b), xs.append(1)]
+            x = 0
+            cp = functools.cached_property(f)
+            X = type("X", (), {"a": cp})
+            y = 0
+            return xs, cp.attrname
+        print(main())
+    """,
     # From a break session: stores whose effect lands elsewhere than the object or the
     # variable the store names (cells stored or deleted by another frame, memoryviews,
     # weakref proxies); each failed before the fix in probes.py.
