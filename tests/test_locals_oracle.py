@@ -313,6 +313,13 @@ _RECORDED_KEYS = """
                 return 1
 """
 
+# A class made by exec, never rewritten (no variable shows its namespace, whose builtins
+# differ under the oracle).
+_UNRECORDED = """
+        def unrecorded(source, name):
+            return exec(source, namespace := {}) or namespace[name]
+"""
+
 # --- Programs from the break session (branch break). Each comment says BUG (a defect of the
 # recorder, fixable) or LIMIT (a change the design knowingly does not see).
 PROGRAMS.update({
@@ -551,11 +558,8 @@ PROGRAMS.update({
             return calls
         print(main())
     """,
-    # The same on a delete, the descriptor's class made by exec (never rewritten; no
-    # variable shows the namespace, whose builtins differ under the oracle).
-    "unrecorded_descriptor_delete": """
-        def unrecorded(source, name):
-            return exec(source, namespace := {}) or namespace[name]
+    # The same on a delete, the descriptor's class made by exec.
+    "unrecorded_descriptor_delete": _UNRECORDED + """
         Tracked = unrecorded("class Tracked:\\n"
                              "    def __init__(self, log):\\n"
                              "        self.log = log\\n"
@@ -576,9 +580,7 @@ PROGRAMS.update({
         print(main())
     """,
     # A class statement runs an unrecorded __init_subclass__ besides the class body.
-    "unrecorded_init_subclass": """
-        def unrecorded(source, name):
-            return exec(source, namespace := {}) or namespace[name]
+    "unrecorded_init_subclass": _UNRECORDED + """
         Plugin = unrecorded("class Plugin:\\n"
                             "    registry = []\\n"
                             "    def __init_subclass__(cls, **kw):\\n"
