@@ -133,7 +133,7 @@ def calls_pure_builtin(items, index):
     if HAS_PRECALL and isinstance(items[at], Instr) and items[at].name == "PRECALL":
         at -= 1  # it takes no part in the stack count
     depth = call.arg  # of the callable's slot (3.13: the NULL above it), from the top
-    while at >= 0 and index - at < 64:
+    while at >= 0 and index - at < 64:  # arguments longer than that: not looked into
         item = items[at]
         at -= 1
         if isinstance(item, Label):
