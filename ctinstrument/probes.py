@@ -789,9 +789,7 @@ def _changes(frame, parts, stack):
         frame.recheck = False
         vids = list(frame.variables)
         vids.extend(frame.cells)
-        # Bound before but gone without a delete probe (a namespace changed behind it).
-        vids.extend([vid for vid in frame.places
-                     if vid not in frame.variables and vid not in frame.cells])
+        vids.extend(_gone(frame))
         changed = _reconcile(frame, parts, vids, stack)
     else:
         vids = frame.dirty
@@ -800,7 +798,7 @@ def _changes(frame, parts, stack):
             if frame.namespace and id(frame.variables) in touched:
                 # A function stored or deleted a global.
                 vids.extend(frame.variables)
-                vids.extend([vid for vid in frame.places if vid not in frame.variables])
+                vids.extend(_gone(frame))
         changed = _reconcile(frame, parts, vids, stack) if vids else None
         if changed:  # objects changed in place: the other names that show them
             others = [vid for vid in _containing(frame.shown, [e.ident for e in changed])
@@ -817,6 +815,12 @@ def _changes(frame, parts, stack):
         stack.epoch += 1
         frame.epoch = stack.epoch
     frame.cursor = len(log)
+
+
+def _gone(frame):
+    """Variables ``frame`` shows that are bound no more and had no delete probe of its own
+    (a function deleted a global, a namespace changed behind it)."""
+    return [vid for vid in frame.places if vid not in frame.variables and vid not in frame.cells]
 
 
 class ObjectPlace:
@@ -1054,7 +1058,6 @@ def step(site):
 
 
 _CONTAINERS = frozenset({list, tuple, dict, set, frozenset})
-_STORES_ELSEWHERE = frozenset({memoryview, weakref.ProxyType, weakref.CallableProxyType})
 
 
 def _summary(value):
@@ -1344,13 +1347,15 @@ def mutate(target, fid):
         _recorder.probe_failed()
 
 
+_STORES_ELSEWHERE = frozenset({memoryview, weakref.ProxyType, weakref.CallableProxyType})
+
+
 def _has_unseen_setter(cls):
     """Whether storing into or deleting from an instance of ``cls`` may run Python code
-    that is not recorded: a ``__setattr__``/``__delattr__``/``__setitem__``/``__delitem__``
-    or a property setter or deleter or a descriptor's ``__set__``/``__delete__`` defined in
-    a module that is not instrumented; or
-    changes another object, which the probe cannot name (a memoryview's exporter, a weakref
-    proxy's referent)."""
+    that is not recorded (a ``__setattr__``/``__delattr__``/``__setitem__``/``__delitem__``,
+    a property setter or deleter or a descriptor's ``__set__``/``__delete__`` defined in a
+    module that is not instrumented) or changes another object, which the probe cannot name
+    (a memoryview's exporter, a weakref proxy's referent)."""
     if cls in _STORES_ELSEWHERE:
         return True
     codes = _recorder.code_functions

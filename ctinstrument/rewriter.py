@@ -312,14 +312,14 @@ class _SiteEffects:
     (then the count does not match, which is the safe side).  A branch before calls is what
     hides best the calls the count cannot see: a C function that changes an object and
     calls back recorded code once counts as the one call it is (ShadowFrame's docstring);
-    across branches such a call could stand in for the other path's.  So a multi-line call makes its calls on the
-    last visit of its first line, and a ``for`` loop's head, which calls nothing, expects
-    nothing; its line's first visit (the iterator's call, then the branch of FOR_ITER) is
-    checked in full, as a line with an ``if`` expression and a call is.  Calls of builtins
-    that change nothing (instructions.calls_pure_builtin: ``len``, ``isinstance``, ...)
-    make a region that calls nothing else run no code to check; beside other calls they
-    count as calls (a recorded function they call back, ``__len__ = size``, must not stand
-    in for another call's)."""
+    across branches such a call could stand in for the other path's.  So a multi-line
+    call makes its calls on the last visit of its first line, and a ``for`` loop's head,
+    which calls nothing, expects nothing; its line's first visit (the iterator's call, then
+    the branch of FOR_ITER) is checked in full, as a line with an ``if`` expression and a
+    call is.  Calls of builtins that change nothing (instructions.calls_pure_builtin:
+    ``len``, ``isinstance``, ...) make a region that calls nothing else run no code to
+    check; beside other calls they count as calls (a recorded function they call back,
+    ``__len__ = size``, must not stand in for another call's)."""
 
     def __init__(self, items, targets):
         self.items = items
@@ -328,9 +328,12 @@ class _SiteEffects:
         # A dict, not a collections.Counter: that module runs with the program's builtins
         # (isolation.py), which a program may have wrapped.
         self.line_calls = {}
-        for item in items:
+        self.pure_calls = set()  # indexes of calls of builtins that change nothing
+        for index, item in enumerate(items):
             if isinstance(item, Instr) and item.name in ins.CALLS:
                 self.line_calls[item.lineno] = self.line_calls.get(item.lineno, 0) + 1
+                if ins.calls_pure_builtin(items, index):
+                    self.pure_calls.add(index)
         pending = []
         for index, item in enumerate(items):
             if isinstance(item, Label):
@@ -372,7 +375,7 @@ class _SiteEffects:
                 calls += 1
                 own += item.lineno == line
                 late += branched
-                pure += ins.calls_pure_builtin(items, index)
+                pure += index in self.pure_calls
             elif ins.runs_code(item):
                 runs = True
             if isinstance(item.arg, Label):
